@@ -1,0 +1,21 @@
+"""Typed exceptions. Each message names the offending value."""
+
+
+class PylmError(Exception):
+    """Base class of pylm's own errors."""
+
+
+class GGUFError(PylmError, ValueError):
+    """A GGUF file that cannot be read."""
+
+
+class GGUFFormatError(GGUFError):
+    """Malformed content: bad magic, bad offsets, duplicate names, absurd counts, ..."""
+
+
+class GGUFTruncatedError(GGUFFormatError):
+    """The file ends before the header, metadata or tensor data it declares."""
+
+
+class GGUFUnsupportedError(GGUFError):
+    """Well-formed but not supported: GGUF version, tensor type."""
