@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["info", "quantize", "pull", "bench_kernels"]
+COMMANDS = ["info", "quantize", "pull", "tokenize", "bench_kernels"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,4 +10,5 @@ void bind_matmul(pybind11::module_& m);     // bind_matmul.cpp: f32 matmul
 void bind_nn(pybind11::module_& m);         // bind_nn.cpp: rmsnorm, rope, softmax, activations
 void bind_attention(pybind11::module_& m);  // bind_attention.cpp: fused causal attention
 void bind_bench(pybind11::module_& m);      // bind_bench.cpp: bandwidth / FMA-peak probes
+void bind_tokenizer(pybind11::module_& m);  // bind_tokenizer.cpp: native BPE encoder
 }  // namespace pylm

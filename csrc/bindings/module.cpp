@@ -10,4 +10,5 @@ PYBIND11_MODULE(_core, m) {
     pylm::bind_nn(m);
     pylm::bind_attention(m);
     pylm::bind_bench(m);
+    pylm::bind_tokenizer(m);
 }
