@@ -12,11 +12,10 @@ PagedKVCache::PagedKVCache(int n_layer, int64_t kv_dim, int block_size, int64_t 
         throw std::invalid_argument("PagedKVCache: bad geometry (layers=" + std::to_string(n_layer) +
                                     ", kv_dim=" + std::to_string(kv_dim) + ", block_size=" +
                                     std::to_string(block_size) + ", blocks=" + std::to_string(n_blocks) + ")");
-    k_.resize(n_layer);
-    v_.resize(n_layer);
+    const size_t n = static_cast<size_t>(n_blocks * block_stride());
     for (int il = 0; il < n_layer; ++il) {
-        k_[il].assign(static_cast<size_t>(n_blocks * block_stride()), 0.0f);
-        v_[il].assign(static_cast<size_t>(n_blocks * block_stride()), 0.0f);
+        k_.emplace_back(new float[n]);
+        v_.emplace_back(new float[n]);
     }
     refcount_.assign(n_blocks, 0);
     free_list_.reserve(n_blocks);

@@ -8,6 +8,7 @@
 // pool that runs out raises KVPoolExhausted and leaves every sequence exactly as it was.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
@@ -48,8 +49,8 @@ public:
     // Row of token `pos` of `seq` in layer `il` (pos < reserved capacity).
     float* k_row(int il, int seq, int64_t pos);
     float* v_row(int il, int seq, int64_t pos);
-    float* k_block(int il, int32_t block) { return k_[il].data() + block * block_stride(); }
-    float* v_block(int il, int32_t block) { return v_[il].data() + block * block_stride(); }
+    float* k_block(int il, int32_t block) { return k_[il].get() + block * block_stride(); }
+    float* v_block(int il, int32_t block) { return v_[il].get() + block * block_stride(); }
     int64_t block_stride() const { return static_cast<int64_t>(block_size_) * kv_dim_; }
 
 private:
@@ -67,7 +68,9 @@ private:
     int64_t kv_dim_;
     int block_size_;
     int64_t n_blocks_;
-    std::vector<std::vector<float>> k_, v_;  // [n_layer][n_blocks * block_size * kv_dim]
+    // [n_layer][n_blocks * block_size * kv_dim], left uninitialized: pages are only touched
+    // (and only count as memory) once a sequence writes into them.
+    std::vector<std::unique_ptr<float[]>> k_, v_;
     std::vector<int32_t> refcount_;
     std::vector<int32_t> free_list_;
     std::unordered_map<int, Seq> seqs_;
