@@ -303,7 +303,7 @@ class GGUFFile:
         n_tensors = cur.u64("tensor_count")
         n_kv = cur.u64("kv_count")
         if n_kv * _MIN_KV_SIZE + n_tensors * _MIN_TENSOR_INFO_SIZE > cur.left():
-            raise GGUFFormatError(
+            raise GGUFTruncatedError(
                 f"{self.path}: tensor_count {n_tensors} and kv_count {n_kv} need at least "
                 f"{n_kv * _MIN_KV_SIZE + n_tensors * _MIN_TENSOR_INFO_SIZE} bytes, only "
                 f"{cur.left()} left in the file (size {self.file_size})"

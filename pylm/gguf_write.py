@@ -111,11 +111,12 @@ def _encode(v: Any, key: str) -> tuple[GGUFValueType, Any]:
             if VT.FLOAT32 in types:
                 et = VT.FLOAT32
             else:
-                lo, hi = _int_type(min(v), key), _int_type(max(v), key)
-                et = hi if lo == VT.INT32 else lo
-                if lo == VT.INT64 and hi == VT.UINT64:
-                    raise ValueError(f"gguf write: metadata {key!r}: ints {min(v)}..{max(v)} "
+                lo, hi = min(v), max(v)
+                if lo < 0 and hi >= 2**63:
+                    raise ValueError(f"gguf write: metadata {key!r}: ints {lo}..{hi} "
                                      f"fit no single GGUF integer type")
+                order = [VT.INT32, VT.INT64, VT.UINT64]
+                et = max(_int_type(lo, key), _int_type(hi, key), key=order.index)
         elif len(types) == 1:
             (et,) = types
         else:
