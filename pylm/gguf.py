@@ -39,7 +39,7 @@ from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
 
 from .errors import GGUFFormatError, GGUFTruncatedError, GGUFUnsupportedError
 
-__all__ = ["GGUFFile", "TensorInfo", "write", "qtype_sizes", "GGUFValueType"]
+__all__ = ["GGUFFile", "GGUFValueType", "TensorInfo", "qtype_sizes", "write"]
 
 MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
@@ -271,7 +271,8 @@ class GGUFFile:
             self.file_size = os.fstat(fh.fileno()).st_size
             if self.file_size < 4 + 4 + 8 + 8:
                 raise GGUFTruncatedError(
-                    f"{self.path}: file size {self.file_size} is smaller than the 24-byte GGUF header"
+                    f"{self.path}: file size {self.file_size} is smaller than the 24-byte "
+                    f"GGUF header"
                 )
             self._mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
         try:
@@ -294,7 +295,8 @@ class GGUFFile:
             swapped = int.from_bytes(self.version.to_bytes(4, "little"), "big")
             if swapped in SUPPORTED_VERSIONS:
                 raise GGUFUnsupportedError(
-                    f"{self.path}: big-endian GGUF (version field {self.version:#x}) is not supported"
+                    f"{self.path}: big-endian GGUF (version field {self.version:#x}) is not "
+                    f"supported"
                 )
             raise GGUFUnsupportedError(
                 f"{self.path}: GGUF version {self.version} is not supported "

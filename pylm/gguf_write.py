@@ -83,7 +83,8 @@ def _encode(v: Any, key: str) -> tuple[GGUFValueType, Any]:
         return vt, (v.item() if isinstance(v, np.generic) else v)
     if isinstance(v, np.ndarray):
         if v.ndim != 1:
-            raise ValueError(f"gguf write: metadata {key!r}: arrays must be 1-D, got shape {v.shape}")
+            raise ValueError(
+                f"gguf write: metadata {key!r}: arrays must be 1-D, got shape {v.shape}")
         if v.dtype.kind == "U":
             return VT.ARRAY, (VT.STRING, v.tolist())
         et = _DTYPE_TO_VT.get(v.dtype.newbyteorder("="))
@@ -123,7 +124,8 @@ def _encode(v: Any, key: str) -> tuple[GGUFValueType, Any]:
             raise ValueError(f"gguf write: metadata {key!r}: mixed numpy item types {types}")
         return VT.ARRAY, (et, np.array([x.item() if isinstance(x, np.generic) else x for x in v],
                                        _VT_TO_DTYPE[et]))
-    raise ValueError(f"gguf write: metadata {key!r}: unsupported value {v!r:.80} ({type(v).__name__})")
+    raise ValueError(
+        f"gguf write: metadata {key!r}: unsupported value {v!r:.80} ({type(v).__name__})")
 
 
 class _Writer(GGUFWriter):
@@ -170,7 +172,8 @@ def _tensor(name: str, value) -> tuple[np.ndarray, GGMLQuantizationType | None]:
     try:
         return gguf_quants.quantize(arr.astype(np.float32), qt), qt
     except (NotImplementedError, gguf_quants.QuantError) as e:
-        raise ValueError(f"gguf write: tensor {name!r}: cannot quantize to {qt.name}: {e}") from None
+        raise ValueError(
+            f"gguf write: tensor {name!r}: cannot quantize to {qt.name}: {e}") from None
 
 
 def write(path: str | os.PathLike, metadata: dict[str, Any],

@@ -139,12 +139,13 @@ def test_roundtrip_all_value_types_and_tensors(tmp_path):
             t = TYPES.get(key)
             if t is not None:
                 assert f.types[key] == (t if isinstance(t, tuple) else (t,)), key
-        assert isinstance(f.metadata["a.ints"], np.ndarray) and f.metadata["a.ints"].dtype == np.int32
+        ints = f.metadata["a.ints"]
+        assert isinstance(ints, np.ndarray) and ints.dtype == np.int32
         assert f.alignment == 64 and f.data_offset % 64 == 0
         assert list(f.tensors) == list(tensors)
         assert [t.qtype for t in f.tensors.values()] == \
             ["F32", "F16", "I32", "I8", "Q8_0", "Q4_K", "BF16", "F16"]
-        for name, ti in f.tensors.items():
+        for ti in f.tensors.values():
             assert ti.offset % 64 == 0 and ti.offset >= f.data_offset
         np.testing.assert_array_equal(f.tensor("f32"), tensors["f32"])
         np.testing.assert_array_equal(f.tensor("f16"), tensors["f16"])

@@ -40,8 +40,10 @@ def _plain(v: Any) -> Any:
 def model_info(f: GGUFFile) -> dict[str, Any]:
     """The summary `pylm info` prints, as a dict of plain Python values."""
     arch = f.architecture or ""
-    hp = lambda key: _plain(f.get(f"{arch}.{key}"))  # noqa: E731
     tokens = f.get("tokenizer.ggml.tokens")
+
+    def hp(key: str) -> Any:  # an architecture hyperparameter: "llama.block_count"
+        return _plain(f.get(f"{arch}.{key}"))
 
     def token(key: str) -> dict[str, Any] | None:
         tid = f.get(f"tokenizer.ggml.{key}_token_id")
