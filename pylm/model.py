@@ -12,13 +12,14 @@ call with ``decode_batch``.
 from __future__ import annotations
 
 import os
-from typing import Iterator, Sequence as Seq
+from typing import Sequence as Seq
 
 import numpy as np
 
 from . import _core, arch, hub
 from .errors import PylmError
 from .gguf import GGUFFile
+from .sampling import SamplingParams
 
 KVPoolExhausted = _core.KVPoolExhausted
 
@@ -148,79 +149,56 @@ class Model:
             seq.free()
 
     # ---- generation ----
-    def generate(self, prompt: str | Seq[int], max_tokens: int = 64, temperature: float = 0.0,
-                 stream: bool = False, stop: Seq[str] | None = None, seed: int | None = None,
-                 add_special: bool | None = None):
-        """Continue a prompt (text or token ids). Returns the generated text, or an iterator of
-        text pieces with stream=True. Greedy when temperature == 0."""
-        it = self._generate(prompt, max_tokens, temperature, stop, seed, add_special)
+    def generate(self, prompt: str | Seq[int], max_tokens: int | None = None,
+                 temperature: float | None = None, stream: bool = False,
+                 stop: Seq[str] | str | None = None, seed: int | None = None,
+                 add_special: bool | None = None, *, params: SamplingParams | None = None,
+                 logprobs: int | None = None, return_stats: bool = False, draft=None,
+                 n_draft: int | None = None, adaptive_draft: bool = True, **sampling):
+        """Continue a prompt (text or token ids). Greedy unless temperature > 0.
+
+        Args:
+            prompt: text (tokenized with special-token parsing) or token ids.
+            max_tokens, temperature, stop, seed, logprobs, **sampling: fields of
+                `pylm.SamplingParams` (top_k, top_p, min_p, typical_p, repetition_penalty, ...);
+                they override `params` (default max_tokens 64, greedy).
+            stream: return a `TextStream` (an iterator of text pieces, with `.result`).
+            return_stats: return a `GenerationResult` (text, token_ids, finish_reason, logprobs,
+                stats) instead of the text. Implied by logprobs.
+            draft: speculative decoding: a `Model` with the same vocabulary, or "ngram" (prompt
+                lookup); n_draft = tokens proposed per round (default 4, ngram 8), adapted
+                between 1 and 2 * n_draft unless adaptive_draft=False.
+        Returns:
+            str, or GenerationResult (return_stats / logprobs), or TextStream (stream).
+
+        Example:
+            >>> m.generate("The capital of France is", max_tokens=8)   # ' Paris. ...'
+        """
+        from . import generation
+
+        params = generation.make_params(params, max_tokens=max_tokens, temperature=temperature,
+                                        stop=stop, seed=seed, logprobs=logprobs, **sampling)
+        result = generation.GenerationResult()
+        it = generation.run(self, prompt, params, add_special, result, draft=draft,
+                            n_draft=n_draft, adaptive=adaptive_draft)
         if stream:
-            return it
-        return "".join(it)
+            return generation.TextStream(it, result)
+        for _ in it:
+            pass
+        return result if (return_stats or params.logprobs is not None) else result.text
 
-    def _generate(self, prompt, max_tokens, temperature, stop, seed, add_special) -> Iterator[str]:
-        if max_tokens < 0:
-            raise ValueError(f"max_tokens must be >= 0, got {max_tokens}")
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
-        ids = self.tokenize(prompt, add_special=add_special, parse_special=True) if isinstance(prompt, str) \
-            else [int(t) for t in prompt]
-        if not ids:
-            raise ValueError("empty prompt")
-        if len(ids) + max_tokens > self.n_ctx:
-            max_tokens = self.n_ctx - len(ids)
-            if max_tokens < 0:
-                raise ValueError(f"prompt of {len(ids)} tokens exceeds the context of {self.n_ctx}")
-        rng = np.random.default_rng(seed)
-        eog = self.eog_ids()
-        from .tokenizer import StreamingDetokenizer
-
-        detok = StreamingDetokenizer(self.tokenizer)
-        seq = self.new_sequence()
-        text = ""
-        try:
-            logits = seq.feed(ids)
-            for _ in range(max_tokens):
-                tok = _pick(logits, temperature, rng)
-                if tok in eog:
-                    break
-                piece = detok.push(tok)
-                if stop:
-                    text += piece
-                    cut = min((text.find(s) for s in stop if s in text), default=-1)
-                    if cut >= 0:
-                        emitted = len(text) - len(piece)
-                        if cut > emitted:
-                            yield text[emitted:cut]
-                        return
-                if piece:
-                    yield piece
-                logits = seq.feed([tok])
-            tail = detok.flush() if hasattr(detok, "flush") else ""
-            if tail:
-                yield tail
-        finally:
-            seq.free()
-
-    def chat(self, messages: list[dict], max_tokens: int = 256, stream: bool = False, **kw):
-        """Chat with the model using its GGUF chat template (Jinja)."""
+    def chat(self, messages: list[dict], max_tokens: int | None = None, stream: bool = False, **kw):
+        """Chat with the model using its GGUF chat template (Jinja); same options as generate
+        (default max_tokens 256)."""
         prompt = self.apply_chat_template(messages, add_generation_prompt=True)
+        if max_tokens is None and kw.get("params") is None:
+            max_tokens = 256
         return self.generate(prompt, max_tokens=max_tokens, stream=stream, add_special=False, **kw)
 
     def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
         from .chat import render
 
         return render(self, messages, add_generation_prompt)
-
-
-def _pick(logits: np.ndarray, temperature: float, rng) -> int:
-    if temperature == 0.0:
-        return int(np.argmax(logits))
-    z = logits.astype(np.float64) / temperature
-    z -= z.max()
-    p = np.exp(z)
-    p /= p.sum()
-    return int(rng.choice(len(p), p=p))
 
 
 def load(path: str | os.PathLike, threads: int | None = None, n_ctx: int | None = None, **kw) -> Model:

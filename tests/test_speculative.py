@@ -1,0 +1,201 @@
+"""Speculative decoding: the acceptance rule tested statistically on made-up distributions (no
+model), exactness on a deterministic fake model, and greedy identity on the real SmolLM2."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from fakelm import FakeDetok, FakeModel, greedy_reference
+from pylm import generation
+from pylm.generation import GenerationResult, make_params
+from pylm.sampling import Dist
+from pylm.speculative import NgramProposer, residual, verify
+from test_sampling import chi2_critical
+
+
+def _chi2(counts, probs):
+    n = counts.sum()
+    assert counts[probs == 0].sum() == 0
+    keep = probs * n >= 5  # pool rare cells (standard chi-square validity rule)
+    obs = np.append(counts[keep], counts[~keep].sum())
+    exp = np.append(probs[keep] * n, probs[~keep].sum() * n)
+    if exp[-1] == 0:
+        obs, exp = obs[:-1], exp[:-1]
+    return float(((obs - exp) ** 2 / exp).sum()), len(obs) - 1
+
+
+# ---- the rule on a Markov chain: target P, draft Q (rows = next-token distributions) ------------
+
+V = 6
+
+
+def _chains(seed):
+    rng = np.random.default_rng(seed)
+    P = rng.dirichlet(np.full(V, 0.7), size=V)
+    Q = rng.dirichlet(np.full(V, 0.7), size=V)
+    Q[:, 2] = 0.0  # the draft never proposes token 2: only the residual can produce it
+    Q /= Q.sum(1, keepdims=True)
+    return P, Q
+
+
+def spec_chain(P, Q, x0, n_out, gamma, rng):
+    out, prev, first_accept = [], x0, None
+    while len(out) < n_out:
+        props, qs, c = [], [], prev
+        for _ in range(gamma):
+            q = Dist.from_dense(Q[c])
+            c = q.sample(rng)
+            props.append(c)
+            qs.append(q)
+        ps = [Dist.from_dense(P[t]) for t in [prev] + props]
+        n, nxt = verify(props, qs, ps, rng)
+        if first_accept is None:
+            first_accept = n > 0
+        out += props[:n] + [nxt]
+        prev = out[-1]
+    return out[:n_out], first_accept
+
+
+@pytest.mark.parametrize("gamma", [1, 3])
+def test_rejection_sampling_follows_target_chain(gamma):
+    P, Q = _chains(1)
+    x0, N = 4, 8000
+    rng = np.random.Generator(np.random.PCG64(2024 + gamma))
+    pairs = np.zeros((V, V), dtype=np.int64)
+    fourth = np.zeros(V, dtype=np.int64)
+    accepts = 0
+    for _ in range(N):
+        out, acc = spec_chain(P, Q, x0, 4, gamma, rng)
+        pairs[out[0], out[1]] += 1
+        fourth[out[3]] += 1
+        accepts += acc
+    want_pairs = P[x0][:, None] * P  # P(a | x0) P(b | a)
+    stat, df = _chi2(pairs.ravel(), want_pairs.ravel())
+    assert stat < chi2_critical(df), (stat, df)
+    want_fourth = np.linalg.matrix_power(P, 4)[x0]
+    stat, df = _chi2(fourth, want_fourth)
+    assert stat < chi2_critical(df), (stat, df)
+    # First proposal accepted with probability sum_x min(p(x), q(x)).
+    alpha = np.minimum(P[x0], Q[x0]).sum()
+    sd = math.sqrt(alpha * (1 - alpha) / N)
+    assert abs(accepts / N - alpha) < 4.5 * sd, (accepts / N, alpha)
+
+
+def test_greedy_verification_is_exact_and_lazy():
+    one = lambda t: Dist.one_hot(t, 10)  # noqa: E731
+
+    class Lazy:
+        def __init__(self, rows):
+            self.rows, self.read = rows, []
+
+        def __getitem__(self, i):
+            self.read.append(i)
+            return one(self.rows[i])
+
+    rng = np.random.default_rng(0)
+    p = Lazy([3, 5, 8, 1])
+    assert verify([3, 5, 9], [one(3), one(5), one(9)], p, rng) == (2, 8)
+    assert p.read == [0, 1, 2]
+    assert verify([3, 5, 8], [one(3), one(5), one(8)], Lazy([3, 5, 8, 1]), rng) == (3, 1)
+    assert verify([], [], Lazy([6]), rng) == (0, 6)
+    with pytest.raises(ValueError, match="probability 0"):
+        verify([4], [one(3)], Lazy([4, 4]), rng)
+
+
+def test_residual():
+    p = Dist(np.array([1, 2, 4]), np.array([0.5, 0.3, 0.2]), 6)
+    q = Dist.from_dense(np.array([0, 0.6, 0.1, 0.1, 0.2, 0]))
+    r = residual(p, q)
+    np.testing.assert_allclose(r.dense(), [0, 0, 0.2 / 0.2, 0, 0, 0])
+    assert residual(p, p) is p
+
+
+def test_ngram_lookup():
+    ng = NgramProposer(100, n_max=3)
+    # last 3-gram (7 8 9) occurred at 1..3, followed by 4 5
+    assert ng.lookup([0, 7, 8, 9, 4, 5, 6, 7, 8, 9], 2) == [4, 5]
+    # latest occurrence wins; continuation may run into the tail
+    assert ng.lookup([1, 2, 3, 1, 2, 9, 1, 2], 3) == [9, 1, 2]
+    # falls back to shorter n-grams, then to nothing
+    assert ng.lookup([5, 6, 1, 2, 6], 4) == [1, 2, 6]
+    assert ng.lookup([1, 2, 3], 4) == []
+    with pytest.raises(ValueError, match="n_min"):
+        NgramProposer(100, n_max=2, n_min=3)
+
+
+# ---- the fake model: exact greedy identity, target distribution when sampling -----------------
+
+@pytest.fixture
+def fake_detok(monkeypatch):
+    monkeypatch.setattr(generation, "_detokenizer", lambda model, ids: FakeDetok())
+
+
+def spec_run(m, ids, draft, n_draft=None, adaptive=True, **kw):
+    res = GenerationResult()
+    list(generation.run(m, ids, make_params(None, **kw), None, res, draft=draft, n_draft=n_draft,
+                        adaptive=adaptive))
+    assert m.live == 0 and (isinstance(draft, str) or draft.live == 0)
+    return res
+
+
+@pytest.mark.parametrize("n_draft,adaptive", [(1, False), (4, False), (3, True)])
+def test_greedy_speculative_identical_on_fake(fake_detok, n_draft, adaptive):
+    target = FakeModel(seed=11)
+    for noise, prompts in ((0.0, [[1, 2]]), (1.5, [[1, 2], [9], [30, 31, 32, 33]])):
+        draft = FakeModel(base=target, noise=noise, seed=5)
+        for ids in prompts:
+            want = greedy_reference(target, ids, 60, eos=False)
+            target.calls = 0
+            res = spec_run(target, ids, draft, n_draft, adaptive, max_tokens=60, ignore_eos=True)
+            st = res.stats
+            assert res.token_ids == want
+            assert target.calls == st.target_calls + 1 and st.generated_tokens == 60
+            assert st.tokens_per_target_call == pytest.approx(59 / st.target_calls)
+            assert 0 <= st.accepted <= st.proposed
+            if noise == 0:
+                assert st.acceptance_rate == 1.0
+
+
+def test_greedy_ngram_identical_on_fake(fake_detok):
+    target = FakeModel(seed=12, sharp=6.0)  # sharp: greedy output falls into a loop quickly
+    for ids in ([1, 2], [5, 6, 7, 5, 6, 7], [40]):
+        want = greedy_reference(target, ids, 80, eos=False)
+        res = spec_run(target, ids, "ngram", max_tokens=80, ignore_eos=True)
+        assert res.token_ids == want
+        assert res.stats.tokens_per_target_call > 1.5  # loops are easy to look up
+
+
+@pytest.mark.parametrize("draft_kind", ["model", "ngram"])
+def test_sampling_speculative_follows_target(fake_detok, draft_kind):
+    """First two tokens of generate(temperature=0.8, top_k=6, draft=...) over many seeds follow
+    the target's own chain, computed exactly from the fake model's logits."""
+    target = FakeModel(V=8, seed=21, sharp=1.0)
+    draft = FakeModel(base=target, noise=1.0, seed=3) if draft_kind == "model" else "ngram"
+    ids = [1, 2, 1, 2, 1]
+    from pylm.sampling import Sampler, SamplingParams
+
+    params = SamplingParams(temperature=0.8, top_k=6)
+    s = Sampler(params, 8)
+    p1 = s.dist(target.row(ids), ids).dense()
+    want = np.array([p1[a] * s.dist(target.row(ids + [a]), ids + [a]).dense() for a in range(8)])
+    N = 3000
+    counts = np.zeros((8, 8), dtype=np.int64)
+    for seed in range(N):
+        res = spec_run(target, ids, draft, 3, False, max_tokens=4, temperature=0.8, top_k=6,
+                       seed=seed, ignore_eos=True)
+        counts[res.token_ids[0], res.token_ids[1]] += 1
+    stat, df = _chi2(counts.ravel(), want.ravel())
+    assert stat < chi2_critical(df), (stat, df)
+
+
+def test_bad_draft_arguments(fake_detok):
+    target = FakeModel(seed=1)
+    with pytest.raises(ValueError, match="n_draft"):
+        spec_run(target, [1], "ngram", n_draft=0, max_tokens=4)
+    with pytest.raises(ValueError, match="draft"):
+        spec_run(target, [1], "lookahead", max_tokens=4)
+    with pytest.raises(ValueError, match="n_vocab"):
+        spec_run(target, [1], FakeModel(V=30), max_tokens=4)
