@@ -38,11 +38,20 @@ class GenerationStats:
     draft_s: float = 0.0
     proposed: int = 0  # draft tokens proposed
     accepted: int = 0  # draft tokens accepted by the target
+    rejected: int = 0  # rounds that ended in a rejection (the rest accepted every proposal)
     speculative: str | None = None  # None, "draft" or "ngram"
 
     @property
     def acceptance_rate(self) -> float:
         return self.accepted / self.proposed if self.proposed else math.nan
+
+    @property
+    def alpha(self) -> float:
+        """Per-token acceptance probability, as in Leviathan et al.: accepted / examined, where
+        a round examines its proposals up to and including the first rejection (the maximum
+        likelihood estimate under their i.i.d. model)."""
+        n = self.accepted + self.rejected
+        return self.accepted / n if n else math.nan
 
     @property
     def tokens_per_target_call(self) -> float:
@@ -58,7 +67,7 @@ class GenerationStats:
 
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d.update(acceptance_rate=self.acceptance_rate, tokens_per_target_call=self.tokens_per_target_call,
+        d.update(acceptance_rate=self.acceptance_rate, alpha=self.alpha, tokens_per_target_call=self.tokens_per_target_call,
                  tokens_per_s=self.tokens_per_s)
         return d
 

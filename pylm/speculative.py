@@ -226,6 +226,7 @@ def speculative_tokens(target, draft, ids: list[int], sampler: Sampler, stats, b
                 proposer.accept(n_acc, g)
                 stats.proposed += g
                 stats.accepted += n_acc
+                stats.rejected += int(n_acc < g)
                 if adaptive:
                     gamma = min(gamma + 1, gamma_max) if n_acc == g else \
                         (max(1, gamma - 1) if 2 * n_acc < g else gamma)

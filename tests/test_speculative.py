@@ -199,3 +199,53 @@ def test_bad_draft_arguments(fake_detok):
         spec_run(target, [1], "lookahead", max_tokens=4)
     with pytest.raises(ValueError, match="n_vocab"):
         spec_run(target, [1], FakeModel(V=30), max_tokens=4)
+
+
+# ---- the real SmolLM2: greedy speculation == greedy decoding, token for token ----------------
+
+REAL_PROMPTS = ["The capital of France is", "def fibonacci(n):\n", "Once upon a time, there was a"]
+
+
+@pytest.fixture(scope="module")
+def smol(smollm2_path):
+    import pylm
+
+    return pylm.load(smollm2_path, threads=2, n_ctx=512)
+
+
+@pytest.fixture(scope="module")
+def smol_draft(smollm2_path):
+    """The draft: a second instance (own KV cache) of the Q4_1 file."""
+    import pylm
+
+    return pylm.load(smollm2_path, threads=2, n_ctx=512)
+
+
+@pytest.fixture(scope="module")
+def greedy_ref(smol):
+    return {p: smol.generate(p, max_tokens=24, ignore_eos=True, return_stats=True) for p in REAL_PROMPTS}
+
+
+def test_real_greedy_draft_identical(smol, smol_draft, greedy_ref):
+    for p in REAL_PROMPTS:
+        got = smol.generate(p, max_tokens=24, ignore_eos=True, return_stats=True, draft=smol_draft,
+                            n_draft=4)
+        assert got.token_ids == greedy_ref[p].token_ids, p
+        assert got.text == greedy_ref[p].text
+        assert got.stats.tokens_per_target_call > 2.0  # same weights: nearly all accepted
+        assert smol.kv_free_blocks == smol_draft.kv_free_blocks  # both caches freed
+
+
+def test_real_greedy_ngram_identical(smol, greedy_ref):
+    for p in REAL_PROMPTS:
+        got = smol.generate(p, max_tokens=24, ignore_eos=True, return_stats=True, draft="ngram")
+        assert got.token_ids == greedy_ref[p].token_ids, p
+
+
+def test_real_sampling_seeded_and_streaming(smol):
+    kw = dict(max_tokens=16, temperature=0.8, top_k=40, top_p=0.95, seed=3)
+    a = smol.generate(REAL_PROMPTS[0], **kw)
+    s = smol.generate(REAL_PROMPTS[0], stream=True, **kw)
+    assert "".join(s) == a == s.result.text and s.result.finish_reason in ("stop", "length")
+    spec = smol.generate(REAL_PROMPTS[0], draft="ngram", return_stats=True, **kw)
+    assert spec.finish_reason in ("stop", "length")

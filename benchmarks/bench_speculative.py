@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Speculative decoding: acceptance α, cost ratio c, tokens/s with and without speculation, and
+the measured speedup against Leviathan et al.'s prediction (1 − α^(γ+1)) / ((1 − α)(γc + 1)).
+
+    python benchmarks/bench_speculative.py -m TARGET.gguf --draft DRAFT.gguf -t 2 -n 128 \
+        --gamma 2 4 6 [--json out.json]
+
+Method (greedy, fixed γ, end-of-generation ignored so every run makes n tokens):
+- baseline: target alone, decode tokens/s (the prefill excluded), same prompts;
+- c: draft / target time of one single-token decode step (mean over n steps on a fresh sequence);
+- v: target time of one (γ+1)-token verification forward / one single-token step: the formula
+  assumes v = 1; a refined prediction divides by (γc + v) instead of (γc + 1);
+- α: accepted / examined proposals (examined: up to and including each round's first rejection);
+- n-gram prompt lookup on a prompt that asks to repeat a given text (c ≈ 0).
+Wall-clock times: on a shared machine run with -r 3 and read the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import pylm
+
+PROMPTS = [
+    "The history of the Roman Empire begins",
+    "def quicksort(arr):\n    \"\"\"Sort a list.\"\"\"\n",
+    "Photosynthesis is the process by which",
+]
+
+REPEAT_TEXT = (
+    "def area(width, height):\n    return width * height\n\n"
+    "def perimeter(width, height):\n    return 2 * (width + height)\n\n"
+    "def describe(width, height):\n    print('area', area(width, height))\n"
+    "    print('perimeter', perimeter(width, height))\n"
+)
+
+
+def step_time(m, n: int, width: int = 1) -> float:
+    """Mean seconds of one forward of `width` tokens after a 32-token context."""
+    seq = m.new_sequence()
+    seq.feed(list(range(100, 132)))
+    times = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        seq.feed([200 + (i + j) % 50 for j in range(width)], all_logits=width > 1)
+        times.append(time.perf_counter() - t0)
+        if width > 1:
+            seq.truncate(32)
+    seq.free()
+    return statistics.median(times)
+
+
+def run(m, prompt, n, **kw):
+    res = m.generate(prompt, max_tokens=n, ignore_eos=True, return_stats=True, **kw)
+    return res
+
+
+def predicted(alpha: float, gamma: int, c: float, v: float = 1.0) -> float:
+    if alpha >= 1.0:
+        return (gamma + 1) / (gamma * c + v)
+    return (1 - alpha ** (gamma + 1)) / ((1 - alpha) * (gamma * c + v))
+
+
+def bench(args) -> dict:
+    target = pylm.load(args.model, threads=args.threads, n_ctx=args.ctx)
+    draft = pylm.load(args.draft, threads=args.threads, n_ctx=args.ctx) if args.draft else None
+    out = {"target": str(target.path), "draft": str(draft.path) if draft else None,
+           "threads": target.threads, "isa": pylm.active_isa(), "n": args.n, "rows": []}
+    t_tgt = step_time(target, 16)
+    out["target_step_s"] = t_tgt
+    if draft is not None:
+        out["c"] = step_time(draft, 16) / t_tgt
+    prompts = PROMPTS
+    chat = [{"role": "user", "content": "Repeat this code exactly, then say done:\n\n" + REPEAT_TEXT}]
+    repeat_prompt = target.apply_chat_template(chat) if target.metadata.get("tokenizer.chat_template") \
+        else "Repeat this code exactly:\n\n" + REPEAT_TEXT + "\nHere it is again:\n\n"
+
+    def median_tps(prompts_, **kw):
+        per_rep = []
+        results = []
+        for _ in range(args.reps):
+            toks, secs = 0, 0.0
+            for p in prompts_:
+                r = run(target, p, args.n, **kw)
+                toks += r.stats.generated_tokens - 1
+                secs += r.stats.decode_s
+                results.append(r)
+            per_rep.append(toks / secs)
+        return statistics.median(per_rep), results
+
+    base_tps, base_res = median_tps(prompts)
+    out["baseline_tps"] = base_tps
+    print(f"target step {t_tgt * 1e3:.1f} ms, baseline {base_tps:.1f} tok/s"
+          + (f", c = {out['c']:.3f}" if draft is not None else ""), file=sys.stderr)
+    cases = []
+    if draft is not None:
+        cases += [("draft", g, draft, prompts, base_tps, base_res) for g in args.gamma]
+    rep_tps, rep_res = median_tps([repeat_prompt])
+    out["baseline_repeat_tps"] = rep_tps
+    cases += [("ngram", g, "ngram", [repeat_prompt], rep_tps, rep_res) for g in args.ngram_gamma]
+    for kind, g, d, prompts_, ref_tps, ref_res in cases:
+        v = step_time(target, 8, g + 1) / t_tgt
+        tps, res = median_tps(prompts_, draft=d, n_draft=g, adaptive_draft=False)
+        same = all(a.token_ids == b.token_ids for a, b in zip(res, ref_res))
+        acc = sum(r.stats.accepted for r in res)
+        rej = sum(r.stats.rejected for r in res)
+        alpha = acc / (acc + rej) if acc + rej else float("nan")
+        calls = sum(r.stats.target_calls for r in res)
+        tpc = sum(r.stats.generated_tokens - 1 for r in res) / calls
+        c = out.get("c", 0.0) if kind == "draft" else 0.0
+        row = {"kind": kind, "gamma": g, "alpha": alpha, "tokens_per_target_call": tpc,
+               "tokens_per_call_predicted": predicted(alpha, g, 0.0), "v": v, "tps": tps,
+               "speedup": tps / ref_tps, "predicted": predicted(alpha, g, c),
+               "predicted_refined": predicted(alpha, g, c, v), "identical_to_greedy": same}
+        row["measured_over_predicted"] = row["speedup"] / row["predicted"]
+        out["rows"].append(row)
+        print(f"{kind:5s} γ={g}: α={alpha:.3f} tok/call={tpc:.2f} (pred {row['tokens_per_call_predicted']:.2f}) "
+              f"v={v:.2f} {tps:.1f} tok/s speedup {row['speedup']:.2f}x, predicted {row['predicted']:.2f}x "
+              f"(refined {row['predicted_refined']:.2f}x), identical={same}", file=sys.stderr)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-m", "--model", required=True, help="target GGUF (path or pull name)")
+    ap.add_argument("--draft", default=None, help="draft GGUF with the same vocabulary")
+    ap.add_argument("-t", "--threads", type=int, default=None)
+    ap.add_argument("-c", "--ctx", type=int, default=1024)
+    ap.add_argument("-n", type=int, default=96, help="tokens per generation")
+    ap.add_argument("-r", "--reps", type=int, default=1)
+    ap.add_argument("--gamma", type=int, nargs="+", default=[2, 4, 6])
+    ap.add_argument("--ngram-gamma", type=int, nargs="+", default=[4, 8])
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    out = bench(args)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
