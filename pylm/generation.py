@@ -67,13 +67,13 @@ class GenerationStats:
 
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d.update(acceptance_rate=self.acceptance_rate, alpha=self.alpha, tokens_per_target_call=self.tokens_per_target_call,
-                 tokens_per_s=self.tokens_per_s)
+        d.update(acceptance_rate=self.acceptance_rate, alpha=self.alpha,
+                 tokens_per_target_call=self.tokens_per_target_call, tokens_per_s=self.tokens_per_s)
         return d
 
     def __str__(self) -> str:
-        s = (f"{self.generated_tokens} tokens in {self.decode_s:.2f} s ({self.tokens_per_s:.1f} tok/s), "
-             f"prompt {self.prompt_tokens} tokens in {self.prefill_s:.2f} s")
+        s = (f"{self.generated_tokens} tokens in {self.decode_s:.2f} s "
+             f"({self.tokens_per_s:.1f} tok/s), prompt {self.prompt_tokens} tokens in {self.prefill_s:.2f} s")
         if self.speculative:
             s += (f"; {self.speculative}: acceptance {self.acceptance_rate:.2f}, "
                   f"{self.tokens_per_target_call:.2f} tokens per target call")
@@ -189,8 +189,10 @@ def plain_tokens(model, ids: list[int], sampler: Sampler, stats: GenerationStats
 def run(model, prompt, params: SamplingParams, add_special: bool | None, result: GenerationResult,
         draft=None, n_draft: int | None = None, adaptive: bool = True) -> Iterator[str]:
     """Generates text pieces for `prompt` (text or token ids), filling `result` as it goes."""
-    ids = model.tokenize(prompt, add_special=add_special, parse_special=True) if isinstance(prompt, str) \
-        else [int(t) for t in prompt]
+    if isinstance(prompt, str):
+        ids = model.tokenize(prompt, add_special=add_special, parse_special=True)
+    else:
+        ids = [int(t) for t in prompt]
     if not ids:
         raise ValueError("empty prompt")
     if len(ids) >= model.n_ctx:

@@ -61,7 +61,7 @@ class SamplingParams:
         repetition_penalty: divide positive / multiply negative logits of recent tokens (1 = off).
         frequency_penalty: subtract count * frequency_penalty from recent tokens' logits.
         presence_penalty: subtract presence_penalty from every recent token's logit.
-        penalty_last_n: window of recent tokens (prompt included) the penalties see; -1 = all, 0 = off.
+        penalty_last_n: recent tokens (prompt included) the penalties see; -1 = all, 0 = off.
         logit_bias: {token id: bias added to its logit}; -inf bans a token.
         stop: strings that end generation; the stop text itself is never returned.
         stop_token_ids: token ids that end generation (besides the model's end-of-generation ids).
@@ -123,7 +123,8 @@ class SamplingParams:
         for s in self.stop:
             if not isinstance(s, str) or not s:
                 raise ValueError(f"stop must hold non-empty strings, got {s!r}")
-        self.stop_token_ids = tuple(_check_int("stop_token_ids", t, 0) for t in (self.stop_token_ids or ()))
+        self.stop_token_ids = tuple(_check_int("stop_token_ids", t, 0)
+                                    for t in (self.stop_token_ids or ()))
         self.max_tokens = _check_int("max_tokens", self.max_tokens, 0)
         if self.seed is not None:
             self.seed = _check_int("seed", self.seed, 0)
@@ -138,7 +139,8 @@ class SamplingParams:
 
     @property
     def uses_penalties(self) -> bool:
-        return self.penalty_last_n != 0 and (self.repetition_penalty != 1.0 or self.frequency_penalty != 0.0
+        return self.penalty_last_n != 0 and (self.repetition_penalty != 1.0
+                                             or self.frequency_penalty != 0.0
                                              or self.presence_penalty != 0.0)
 
 
@@ -213,7 +215,8 @@ class Dist:
         if self._cdf is None:
             # Large supports: block sums, then a cumulative sum inside one block only.
             starts = np.arange(0, n, _BLOCK) if n > 4 * _BLOCK else None
-            self._cdf = (starts, np.cumsum(np.add.reduceat(self.w, starts) if starts is not None else self.w))
+            sums = np.add.reduceat(self.w, starts) if starts is not None else self.w
+            self._cdf = (starts, np.cumsum(sums))
         starts, cdf = self._cdf
         x = u * cdf[-1]
         j = min(int(np.searchsorted(cdf, x, side="right")), len(cdf) - 1)
@@ -251,8 +254,8 @@ def _top(values: np.ndarray, m: int) -> np.ndarray:
 
 
 def _prefix_by_mass(key: np.ndarray, w: np.ndarray, mass: float, strict: bool) -> np.ndarray:
-    """Positions of the shortest prefix of the (key desc, position asc) order whose weight reaches
-    mass * w.sum() (cum >= target; cum > target when strict). key, w: (n,) float64.
+    """Positions, ascending, of the shortest prefix of the (key desc, position asc) order whose
+    weight reaches mass * w.sum() (cum >= target; cum > target when strict). key, w: (n,) float64.
 
     Large n: the top 1024 first (enough for peaked distributions); else a histogram of key in
     1/16-nat bins (O(n), as llama.cpp's bucket sort): whole bins above the crossing one are kept
@@ -262,13 +265,13 @@ def _prefix_by_mass(key: np.ndarray, w: np.ndarray, mass: float, strict: bool) -
     if n <= 2048:
         pos = np.argsort(-key, kind="stable")
         cum = np.cumsum(w[pos])
-        return pos[: min(int(np.searchsorted(cum, mass * cum[-1], side)) + 1, n)]
+        return np.sort(pos[: min(int(np.searchsorted(cum, mass * cum[-1], side)) + 1, n)])
     target = mass * w.sum()
     pos = _top(key, 1024)
     cum = np.cumsum(w[pos])
     cut = int(np.searchsorted(cum, target, side))
     if cut < len(pos):
-        return pos[: cut + 1]
+        return np.sort(pos[: cut + 1])
     b = (key[pos[0]] - key) * 16.0  # >= 0; +inf where key is -inf
     np.minimum(b, _NBINS - 1, out=b)
     bins = b.astype(np.intp)
@@ -279,11 +282,13 @@ def _prefix_by_mass(key: np.ndarray, w: np.ndarray, mass: float, strict: bool) -
     inside = inside[np.argsort(-key[inside], kind="stable")]
     cum = (cm[j - 1] if j else 0.0) + np.cumsum(w[inside])
     cut = int(np.searchsorted(cum, target, side))
-    return np.concatenate([np.flatnonzero(bins < j), inside[: cut + 1]])
+    keep = bins < j
+    keep[inside[: cut + 1]] = True
+    return np.flatnonzero(keep)
 
 
 def _take(ids, z, keep: np.ndarray):
-    keep = np.sort(keep)
+    """Candidates at ascending positions keep."""
     return (keep if ids is None else ids[keep]), z[keep]
 
 
@@ -291,7 +296,7 @@ def top_k_filter(ids, z, k: int):
     """The k largest logits (ties: lowest token id)."""
     if k <= 0 or k >= len(z):
         return ids, z
-    return _take(ids, z, _top(z, k))
+    return _take(ids, z, np.sort(_top(z, k)))
 
 
 def typical_filter(ids, z, mass: float):
@@ -337,7 +342,8 @@ class Sampler:
         1
     """
 
-    def __init__(self, params: SamplingParams, n_vocab: int, rng: np.random.Generator | None = None):
+    def __init__(self, params: SamplingParams, n_vocab: int,
+                 rng: np.random.Generator | None = None):
         if not isinstance(params, SamplingParams):
             raise TypeError(f"params must be a SamplingParams, got {type(params).__name__}")
         self.params, self.n_vocab = params, int(n_vocab)
@@ -345,7 +351,8 @@ class Sampler:
         bias = params.logit_bias or {}
         bad = [t for t in bias if t >= self.n_vocab]
         if bad:
-            raise IndexError(f"logit_bias token id {bad[0]} out of range for n_vocab={self.n_vocab}")
+            raise IndexError(f"logit_bias token id {bad[0]} out of range for "
+                             f"n_vocab={self.n_vocab}")
         self._bias_ids = np.fromiter(bias.keys(), dtype=np.int64, count=len(bias))
         self._bias_vals = np.fromiter(bias.values(), dtype=np.float64, count=len(bias))
 

@@ -81,7 +81,8 @@ class NgramProposer:
 
     def __init__(self, n_vocab: int, n_max: int = 4, n_min: int = 1):
         if not 1 <= n_min <= n_max:
-            raise ValueError(f"ngram sizes need 1 <= n_min <= n_max, got n_min={n_min}, n_max={n_max}")
+            raise ValueError(f"ngram sizes need 1 <= n_min <= n_max, got n_min={n_min}, "
+                             f"n_max={n_max}")
         self.n_vocab, self.n_max, self.n_min = n_vocab, n_max, n_min
 
     def start(self, ids: list[int], stats) -> None:
@@ -140,7 +141,7 @@ class DraftProposer:
         gamma = min(gamma, self.model.n_ctx - len(hist) + 1)  # the draft sees hist + gamma - 1
         pending = hist[len(self.seq):]
         t0 = time.perf_counter()
-        for i in range(gamma):
+        for _ in range(gamma):
             logits = self.seq.feed(pending)
             stats.draft_calls += 1
             q = self.sampler.dist(logits, hist + toks)

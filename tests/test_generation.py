@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from fakelm import FakeDetok, FakeModel, greedy_reference, piece
+
 from pylm import generation
 from pylm.generation import GenerationResult, StopStrings, make_params
 
@@ -19,7 +19,8 @@ def fake_detok(monkeypatch):
 
 def run(m, ids, draft=None, n_draft=None, **kw):
     res = GenerationResult()
-    pieces = list(generation.run(m, ids, make_params(None, **kw), None, res, draft=draft, n_draft=n_draft))
+    it = generation.run(m, ids, make_params(None, **kw), None, res, draft=draft, n_draft=n_draft)
+    pieces = list(it)
     assert m.live == 0 and (draft is None or isinstance(draft, str) or draft.live == 0)
     return res, pieces
 
@@ -124,10 +125,12 @@ def test_exception_keeps_partial_result():
     res = GenerationResult()
     got = []
     with pytest.raises(RuntimeError, match="injected") as e:
-        for p in generation.run(m, [1, 2], make_params(None, max_tokens=20, ignore_eos=True), None, res):
+        params = make_params(None, max_tokens=20, ignore_eos=True)
+        for p in generation.run(m, [1, 2], params, None, res):
             got.append(p)
     assert e.value.partial_result is res and res.finish_reason == "error"
-    assert res.token_ids == full.token_ids[:8] and "".join(got) == res.text == full.text[: len(res.text)]
+    assert res.token_ids == full.token_ids[:8]
+    assert "".join(got) == res.text == full.text[: len(res.text)]
     assert m.live == 0
 
 

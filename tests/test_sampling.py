@@ -84,7 +84,8 @@ def ref_dist(logits, history, p: SamplingParams) -> np.ndarray:
         out[int(np.argmax(z))] = 1.0
         return out
     cands = [(i, v) for i, v in enumerate(z)]
-    cands = ref_min_p(ref_top_p(ref_typical(ref_top_k(cands, p.top_k), p.typical_p), p.top_p), p.min_p)
+    cands = ref_typical(ref_top_k(cands, p.top_k), p.typical_p)
+    cands = ref_min_p(ref_top_p(cands, p.top_p), p.min_p)
     for (t, _), q in zip(cands, ref_probs([(t, v / p.temperature) for t, v in cands])):
         out[t] = q
     return out
@@ -257,7 +258,8 @@ def test_logprobs_are_log_softmax_of_processed_logits():
     rng = np.random.default_rng(11)
     logits = (rng.standard_normal(V) * 3).astype(np.float32)
     hist = rng.integers(0, V, 30).tolist()
-    p = d_params(temperature=0.8, top_k=50, repetition_penalty=1.2, logit_bias={17: 5.0}, logprobs=7, seed=5)
+    p = d_params(temperature=0.8, top_k=50, repetition_penalty=1.2, logit_bias={17: 5.0},
+                 logprobs=7, seed=5)
     tok, lp = Sampler(p, V).sample_with_logprobs(logits, hist, k=7)
     z = np.array(ref_adjust(logits, hist, p))
     ls = z - (z.max() + np.log(np.exp(z - z.max()).sum()))
@@ -292,7 +294,8 @@ def test_bad_inputs_at_sample_time():
         s.sample(np.array([0, 1, np.nan, 0, 0, 0, 0, 0], np.float32))
     with pytest.raises(IndexError, match="99"):
         s.sample(HAND, history=[99])
-    banned = Sampler(SamplingParams(temperature=1.0, logit_bias={i: -math.inf for i in range(8)}), 8)
+    ban_all = {i: -math.inf for i in range(8)}
+    banned = Sampler(SamplingParams(temperature=1.0, logit_bias=ban_all), 8)
     with pytest.raises(ValueError, match="-inf"):
         banned.sample(HAND)
 

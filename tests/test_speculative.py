@@ -7,13 +7,13 @@ import math
 
 import numpy as np
 import pytest
-
 from fakelm import FakeDetok, FakeModel, greedy_reference
+from test_sampling import chi2_critical
+
 from pylm import generation
 from pylm.generation import GenerationResult, make_params
 from pylm.sampling import Dist
 from pylm.speculative import NgramProposer, residual, verify
-from test_sampling import chi2_critical
 
 
 def _chi2(counts, probs):
@@ -223,7 +223,8 @@ def smol_draft(smollm2_path):
 
 @pytest.fixture(scope="module")
 def greedy_ref(smol):
-    return {p: smol.generate(p, max_tokens=24, ignore_eos=True, return_stats=True) for p in REAL_PROMPTS}
+    return {p: smol.generate(p, max_tokens=24, ignore_eos=True, return_stats=True)
+            for p in REAL_PROMPTS}
 
 
 def test_real_greedy_draft_identical(smol, smol_draft, greedy_ref):

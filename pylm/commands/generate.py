@@ -90,9 +90,12 @@ def register(sub) -> None:
     p.add_argument("-n", type=int, default=64, help="max tokens to generate")
     p.add_argument("-v", "--verbose", action="store_true", help="print speed / speculation stats")
     p.add_argument("--draft", default=None, metavar="MODEL|ngram",
-                   help="speculative decoding: a draft GGUF with the same vocabulary, or ngram (prompt lookup)")
-    p.add_argument("--n-draft", type=int, default=None, help="tokens proposed per round (default 4; ngram 8)")
-    p.add_argument("--fixed-draft", action="store_true", help="keep n-draft fixed (default: adaptive)")
+                   help="speculative decoding: a draft GGUF with the same vocabulary, or ngram "
+                        "(prompt lookup)")
+    p.add_argument("--n-draft", type=int, default=None,
+                   help="tokens proposed per round (default 4; ngram 8)")
+    p.add_argument("--fixed-draft", action="store_true",
+                   help="keep n-draft fixed (default: adaptive)")
     p.set_defaults(func=run_generate)
     c = sub.add_parser("chat", help="interactive chat with the model's chat template (streaming)")
     _common(c)
