@@ -12,7 +12,8 @@ import sys
 from pylm.commands import bench_kernels
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     bench_kernels.add_arguments(parser)
     sys.exit(bench_kernels.main(parser.parse_args()))

@@ -24,12 +24,13 @@ import json
 import math
 import statistics
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable
 
 from . import _core
 
-__all__ = ["Result", "measure", "stats_from_times", "machine_limits", "Table", "to_json"]
+__all__ = ["Result", "Table", "machine_limits", "measure", "stats_from_times", "to_json"]
 
 
 @dataclass
@@ -46,15 +47,15 @@ class Result:
     mean_s: float
     std_s: float
     reps: int  # timed samples
-    gbps: Optional[float] = None
-    gflops: Optional[float] = None
-    frac_bw: Optional[float] = None
-    frac_fma: Optional[float] = None
+    gbps: float | None = None
+    gflops: float | None = None
+    frac_bw: float | None = None
+    frac_fma: float | None = None
     inner: int = 1  # calls per timed sample (fast callables are batched)
-    bytes: Optional[float] = None
-    flops: Optional[float] = None
-    isa: Optional[str] = None
-    threads: Optional[int] = None
+    bytes: float | None = None
+    flops: float | None = None
+    isa: str | None = None
+    threads: int | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -63,12 +64,12 @@ class Result:
 def stats_from_times(
     times_s: Iterable[float],
     name: str = "",
-    bytes: Optional[float] = None,
-    flops: Optional[float] = None,
-    limits: Optional[dict] = None,
+    bytes: float | None = None,
+    flops: float | None = None,
+    limits: dict | None = None,
     inner: int = 1,
-    isa: Optional[str] = None,
-    threads: Optional[int] = None,
+    isa: str | None = None,
+    threads: int | None = None,
 ) -> Result:
     """Builds a Result from per-call times (the arithmetic of ``measure``, exposed for tests).
 
@@ -88,10 +89,21 @@ def stats_from_times(
         if gflops is not None and limits.get("fma_gflops"):
             frac_fma = gflops / limits["fma_gflops"]
     return Result(
-        name=name, median_s=med, min_s=min(t), mean_s=statistics.fmean(t),
-        std_s=statistics.pstdev(t) if len(t) > 1 else 0.0, reps=len(t), gbps=gbps,
-        gflops=gflops, frac_bw=frac_bw, frac_fma=frac_fma, inner=inner, bytes=bytes, flops=flops,
-        isa=isa, threads=threads,
+        name=name,
+        median_s=med,
+        min_s=min(t),
+        mean_s=statistics.fmean(t),
+        std_s=statistics.pstdev(t) if len(t) > 1 else 0.0,
+        reps=len(t),
+        gbps=gbps,
+        gflops=gflops,
+        frac_bw=frac_bw,
+        frac_fma=frac_fma,
+        inner=inner,
+        bytes=bytes,
+        flops=flops,
+        isa=isa,
+        threads=threads,
     )
 
 
@@ -106,11 +118,11 @@ def measure(
     warmup: int = 3,
     reps: int = 20,
     min_time: float = 0.2,
-    bytes: Optional[float] = None,
-    flops: Optional[float] = None,
-    name: Optional[str] = None,
-    limits: Optional[dict] = None,
-    inner: Optional[int] = None,
+    bytes: float | None = None,
+    flops: float | None = None,
+    name: str | None = None,
+    limits: dict | None = None,
+    inner: int | None = None,
     max_reps: int = 10_000,
     **kw: Any,
 ) -> Result:
@@ -171,8 +183,14 @@ def measure(
     if limits is None:
         limits = _LIMITS.get((isa, threads))
     return stats_from_times(
-        times, name=name or getattr(fn, "__name__", "fn"), bytes=bytes, flops=flops,
-        limits=limits, inner=inner, isa=isa, threads=threads,
+        times,
+        name=name or getattr(fn, "__name__", "fn"),
+        bytes=bytes,
+        flops=flops,
+        limits=limits,
+        inner=inner,
+        isa=isa,
+        threads=threads,
     )
 
 
@@ -181,8 +199,8 @@ _LIMITS: dict = {}
 
 
 def machine_limits(
-    threads: Optional[int] = None,
-    isa: Optional[str] = None,
+    threads: int | None = None,
+    isa: str | None = None,
     *,
     reps: int = 5,
     read_bytes: int = 0,
@@ -216,8 +234,13 @@ def machine_limits(
         l2 = _core.probe_read_bandwidth(l2_slice * threads, reps, threads)
         fma = _core.probe_fma_peak(0, threads, reps)
     out = {
-        "read_gbps": read, "l2_read_gbps": l2, "fma_gflops": fma, "isa": isa,
-        "threads": threads, "read_bytes": nbytes, "llc_bytes": _core.cache_bytes(3),
+        "read_gbps": read,
+        "l2_read_gbps": l2,
+        "fma_gflops": fma,
+        "isa": isa,
+        "threads": threads,
+        "read_bytes": nbytes,
+        "llc_bytes": _core.cache_bytes(3),
     }
     _LIMITS[key] = out
     return dict(out)
@@ -260,7 +283,7 @@ class Table:
         self.columns = [tuple(c) for c in columns]
         self.rows: list[dict] = []
 
-    def add(self, row: Optional[dict] = None, **cells: Any) -> None:
+    def add(self, row: dict | None = None, **cells: Any) -> None:
         self.rows.append({**(row or {}), **cells})
 
     def render(self) -> str:
@@ -283,8 +306,9 @@ class Table:
         return self.render()
 
 
-def to_json(results: Iterable[Any], path: Optional[str] = None, meta: Optional[dict] = None,
-            **extra: Any) -> str:
+def to_json(
+    results: Iterable[Any], path: str | None = None, meta: dict | None = None, **extra: Any
+) -> str:
     """Serializes results (Result objects or dicts) as {"meta": meta, "results": [...], **extra}.
 
     Writes the text to ``path`` when given; returns it either way. Non-finite floats and numpy

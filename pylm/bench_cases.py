@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import numpy as np
 
@@ -32,11 +32,11 @@ class Case:
     kernel: str  # the pylm.ops function
     setup: Callable[[np.random.Generator], dict]
     run: Callable[[dict], Any]
-    ref: Optional[Callable[[dict], Any]] = None
-    bytes: Callable[[dict], Optional[float]] = lambda inp: None
-    flops: Callable[[dict], Optional[float]] = lambda inp: None
+    ref: Callable[[dict], Any] | None = None
+    bytes: Callable[[dict], float | None] = lambda inp: None
+    flops: Callable[[dict], float | None] = lambda inp: None
     quick: bool = True  # part of --quick
-    check: Optional[Callable[[dict], Any]] = None  # a pylm call whose output ref(inp) should match
+    check: Callable[[dict], Any] | None = None  # a pylm call whose output ref(inp) should match
     exact: bool = False  # compare bytes (quantize) instead of values
 
 
@@ -54,7 +54,13 @@ def _qt(name: str):
 
 # Byte offsets of the fp16 super-block scales (d, dmin) inside each K-quant block: random bytes
 # there would give inf/nan or absurd magnitudes, so they get sane values instead.
-_K_SCALE_OFFSETS = {"Q2_K": (80, 82), "Q3_K": (108,), "Q4_K": (0, 2), "Q5_K": (0, 2), "Q6_K": (208,)}
+_K_SCALE_OFFSETS = {
+    "Q2_K": (80, 82),
+    "Q3_K": (108,),
+    "Q4_K": (0, 2),
+    "Q5_K": (0, 2),
+    "Q6_K": (208,),
+}
 
 
 def make_weight(qtype: str, shape: tuple, rng: np.random.Generator) -> tuple:
@@ -133,19 +139,29 @@ def attention_pairs(t: int, s: int, causal: bool = True) -> int:
 
 def _dequant_cases():
     out = []
-    for qtype, shape in [("Q4_0", (1536, 576)), ("Q4_1", (1536, 576)), ("Q8_0", (1536, 576)),
-                         ("Q4_K", (640, 2048)), ("Q6_K", (640, 2048))]:
+    for qtype, shape in [
+        ("Q4_0", (1536, 576)),
+        ("Q4_1", (1536, 576)),
+        ("Q8_0", (1536, 576)),
+        ("Q4_K", (640, 2048)),
+        ("Q6_K", (640, 2048)),
+    ]:
+
         def setup(rng, qtype=qtype, shape=shape):
             raw, _ = make_weight(qtype, shape, rng)
             return {"raw": raw, "qtype": qtype, "shape": shape}
 
-        out.append(Case(
-            f"dequantize {qtype} {shape[0]}x{shape[1]}", "dequantize", setup,
-            run=lambda i: _ops().dequantize(i["raw"], i["qtype"], i["shape"]),
-            ref=lambda i: _gguf_dequant(i["raw"], i["qtype"]),
-            bytes=lambda i: i["raw"].nbytes + F32 * i["shape"][0] * i["shape"][1],
-            quick=qtype in ("Q4_1", "Q4_K"),
-        ))
+        out.append(
+            Case(
+                f"dequantize {qtype} {shape[0]}x{shape[1]}",
+                "dequantize",
+                setup,
+                run=lambda i: _ops().dequantize(i["raw"], i["qtype"], i["shape"]),
+                ref=lambda i: _gguf_dequant(i["raw"], i["qtype"]),
+                bytes=lambda i: i["raw"].nbytes + F32 * i["shape"][0] * i["shape"][1],
+                quick=qtype in ("Q4_1", "Q4_K"),
+            )
+        )
     return out
 
 
@@ -172,19 +188,25 @@ def _qmatmul_case(qtype, shape, m, quick, cold_bytes=0):
         return inp
 
     if cold_bytes:
+
         def run(i):
             return _ops().qmatmul(i["x"], i["ring"][i["next"]()], qtype, shape)
     else:
+
         def run(i):
             return _ops().qmatmul(i["x"], i["raw"], qtype, shape)
 
     tag = " cold" if cold_bytes else ""
     return Case(
-        f"qmatmul {qtype} M={m} {n}x{k}{tag}", "qmatmul", setup, run=run,
+        f"qmatmul {qtype} M={m} {n}x{k}{tag}",
+        "qmatmul",
+        setup,
+        run=run,
         ref=lambda i: i["x"] @ i["w"].T,
         check=lambda i: _ops().qmatmul(i["x"], i["raw"], qtype, shape),
         bytes=lambda i: i["raw"].nbytes + F32 * (m * k + m * n),
-        flops=lambda i: 2.0 * m * n * k, quick=quick,
+        flops=lambda i: 2.0 * m * n * k,
+        quick=quick,
     )
 
 
@@ -197,8 +219,13 @@ def _qmatmul_cases(cold_bytes):
         out.append(_qmatmul_case(qtype, shape, 1, quick=qtype == "Q4_K"))
     # The headline: an out-of-cache matvec should reach >= 0.8 of the measured read bandwidth.
     out.append(_qmatmul_case("Q8_0", (49152, 576), 1, quick=True, cold_bytes=cold_bytes))
-    for qtype, shape in (("Q4_1", (1536, 576)), ("Q8_0", (1536, 576)), ("Q4_K", (640, 2048)),
-                         ("Q6_K", (640, 2048)), ("Q5_0", (2048, 640))):
+    for qtype, shape in (
+        ("Q4_1", (1536, 576)),
+        ("Q8_0", (1536, 576)),
+        ("Q4_K", (640, 2048)),
+        ("Q6_K", (640, 2048)),
+        ("Q5_0", (2048, 640)),
+    ):
         out.append(_qmatmul_case(qtype, shape, 512, quick=qtype in ("Q4_1", "Q4_K")))
     return out
 
@@ -206,46 +233,65 @@ def _qmatmul_cases(cold_bytes):
 def _matmul_cases():
     out = []
     for m, k, n in ((512, 512, 512), (1, 576, 1536)):
-        out.append(Case(
-            f"matmul f32 {m}x{k} @ {k}x{n}", "matmul",
-            lambda rng, m=m, k=k, n=n: {"a": _randn(rng, m, k), "b": _randn(rng, k, n)},
-            run=lambda i: _ops().matmul(i["a"], i["b"]), ref=lambda i: i["a"] @ i["b"],
-            bytes=lambda i: i["a"].nbytes + i["b"].nbytes + F32 * i["a"].shape[0] * i["b"].shape[1],
-            flops=lambda i, m=m, k=k, n=n: 2.0 * m * n * k,
-        ))
+        out.append(
+            Case(
+                f"matmul f32 {m}x{k} @ {k}x{n}",
+                "matmul",
+                lambda rng, m=m, k=k, n=n: {"a": _randn(rng, m, k), "b": _randn(rng, k, n)},
+                run=lambda i: _ops().matmul(i["a"], i["b"]),
+                ref=lambda i: i["a"] @ i["b"],
+                bytes=lambda i: (
+                    i["a"].nbytes + i["b"].nbytes + F32 * i["a"].shape[0] * i["b"].shape[1]
+                ),
+                flops=lambda i, m=m, k=k, n=n: 2.0 * m * n * k,
+            )
+        )
     return out
 
 
 def _nn_cases():
     def unary(name, ref, shape, quick=True):
         return Case(
-            f"{name} {'x'.join(map(str, shape))}", name,
+            f"{name} {'x'.join(map(str, shape))}",
+            name,
             lambda rng: {"x": _randn(rng, *shape)},
-            run=lambda i: getattr(_ops(), name)(i["x"]), ref=lambda i: ref(i["x"]),
-            bytes=lambda i: 2 * i["x"].nbytes, quick=quick,
+            run=lambda i: getattr(_ops(), name)(i["x"]),
+            ref=lambda i: ref(i["x"]),
+            bytes=lambda i: 2 * i["x"].nbytes,
+            quick=quick,
         )
 
     def gated(name, act, shape):
         return Case(
-            f"{name} {'x'.join(map(str, shape))}", name,
+            f"{name} {'x'.join(map(str, shape))}",
+            name,
             lambda rng: {"g": _randn(rng, *shape), "u": _randn(rng, *shape)},
-            run=lambda i: getattr(_ops(), name)(i["g"], i["u"]), ref=lambda i: act(i["g"]) * i["u"],
+            run=lambda i: getattr(_ops(), name)(i["g"], i["u"]),
+            ref=lambda i: act(i["g"]) * i["u"],
             bytes=lambda i: 3 * i["g"].nbytes,
         )
 
     rope_shape = (512, 9, 64)
     return [
-        Case("rmsnorm 512x576", "rmsnorm",
-             lambda rng: {"x": _randn(rng, 512, 576), "w": _randn(rng, 576)},
-             run=lambda i: _ops().rmsnorm(i["x"], i["w"], 1e-5),
-             ref=lambda i: np_rmsnorm(i["x"], i["w"], 1e-5),
-             bytes=lambda i: 2 * i["x"].nbytes + i["w"].nbytes),
-        Case("rope neox 512x9x64", "rope",
-             lambda rng: {"x": _randn(rng, *rope_shape),
-                          "pos": np.arange(rope_shape[0], dtype=np.int32)},
-             run=lambda i: _ops().rope(i["x"], i["pos"], 10000.0, "neox"),
-             ref=lambda i: np_rope_neox(i["x"], i["pos"], 10000.0),
-             bytes=lambda i: 2 * i["x"].nbytes + i["pos"].nbytes),
+        Case(
+            "rmsnorm 512x576",
+            "rmsnorm",
+            lambda rng: {"x": _randn(rng, 512, 576), "w": _randn(rng, 576)},
+            run=lambda i: _ops().rmsnorm(i["x"], i["w"], 1e-5),
+            ref=lambda i: np_rmsnorm(i["x"], i["w"], 1e-5),
+            bytes=lambda i: 2 * i["x"].nbytes + i["w"].nbytes,
+        ),
+        Case(
+            "rope neox 512x9x64",
+            "rope",
+            lambda rng: {
+                "x": _randn(rng, *rope_shape),
+                "pos": np.arange(rope_shape[0], dtype=np.int32),
+            },
+            run=lambda i: _ops().rope(i["x"], i["pos"], 10000.0, "neox"),
+            ref=lambda i: np_rope_neox(i["x"], i["pos"], 10000.0),
+            bytes=lambda i: 2 * i["x"].nbytes + i["pos"].nbytes,
+        ),
         unary("softmax", np_softmax, (16, 49152)),
         unary("silu", np_silu, (512, 1536)),
         unary("gelu", np_gelu, (512, 2048), quick=False),
@@ -256,39 +302,50 @@ def _nn_cases():
 
 def _attention_cases():
     out = []
+    hq, hkv, d = 9, 3, 64  # SmolLM2: 9 query heads sharing 3 KV heads of 64
     for t, s in ((512, 512), (1, 2048)):
-        hq, hkv, d = 9, 3, 64
 
         def setup(rng, t=t, s=s):
-            return {"q": _randn(rng, t, hq, d), "k": _randn(rng, s, hkv, d),
-                    "v": _randn(rng, s, hkv, d)}
+            return {
+                "q": _randn(rng, t, hq, d),
+                "k": _randn(rng, s, hkv, d),
+                "v": _randn(rng, s, hkv, d),
+            }
 
         pairs = attention_pairs(t, s)
-        out.append(Case(
-            f"attention {'prefill' if t > 1 else 'decode'} T={t} S={s} H={hq}/{hkv} D={d}",
-            "attention", setup,
-            run=lambda i: _ops().attention(i["q"], i["k"], i["v"], causal=True),
-            ref=lambda i: np_attention(i["q"], i["k"], i["v"], causal=True),
-            # QK^T and PV: 2 flops per multiply-add, D of them per (query, key) pair and head.
-            flops=lambda i, pairs=pairs: 4.0 * d * hq * pairs,
-            bytes=lambda i: i["q"].nbytes * 2 + i["k"].nbytes + i["v"].nbytes,
-        ))
+        out.append(
+            Case(
+                f"attention {'prefill' if t > 1 else 'decode'} T={t} S={s} H={hq}/{hkv} D={d}",
+                "attention",
+                setup,
+                run=lambda i: _ops().attention(i["q"], i["k"], i["v"], causal=True),
+                ref=lambda i: np_attention(i["q"], i["k"], i["v"], causal=True),
+                # QK^T and PV: 2 flops per multiply-add, D of them per (query, key) pair and head.
+                flops=lambda i, pairs=pairs: 4.0 * d * hq * pairs,
+                bytes=lambda i: i["q"].nbytes * 2 + i["k"].nbytes + i["v"].nbytes,
+            )
+        )
     return out
 
 
 def _quantize_cases():
     out = []
     for qtype in ("Q8_0", "Q4_0"):
+
         def setup(rng, qtype=qtype):
             return {"x": _randn(rng, 1536, 576, scale=0.05), "qtype": qtype}
 
-        out.append(Case(
-            f"quantize {qtype} 1536x576", "quantize", setup,
-            run=lambda i: _ops().quantize(i["x"], i["qtype"]),
-            ref=lambda i: _gguf_quant(i["x"], i["qtype"]),
-            bytes=lambda i: i["x"].nbytes * (1 + _bytes_per_f32(i["qtype"])),
-            exact=True,
-        ))
+        out.append(
+            Case(
+                f"quantize {qtype} 1536x576",
+                "quantize",
+                setup,
+                run=lambda i: _ops().quantize(i["x"], i["qtype"]),
+                ref=lambda i: _gguf_quant(i["x"], i["qtype"]),
+                bytes=lambda i: i["x"].nbytes * (1 + _bytes_per_f32(i["qtype"])),
+                exact=True,
+            )
+        )
     return out
 
 
@@ -307,5 +364,11 @@ def _bytes_per_f32(qtype):
 
 def all_cases(cold_bytes: int) -> list:
     """Every case; ``cold_bytes``: total size of the rotating weights of the out-of-cache case."""
-    return (_dequant_cases() + _qmatmul_cases(cold_bytes) + _matmul_cases() + _nn_cases()
-            + _attention_cases() + _quantize_cases())
+    return (
+        _dequant_cases()
+        + _qmatmul_cases(cold_bytes)
+        + _matmul_cases()
+        + _nn_cases()
+        + _attention_cases()
+        + _quantize_cases()
+    )

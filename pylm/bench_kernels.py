@@ -18,7 +18,7 @@ JSON report (``run`` returns it; ``--json FILE``, or ``-`` for stdout, writes it
 from __future__ import annotations
 
 import sys
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 
@@ -30,22 +30,34 @@ QUICK = {"warmup": 1, "reps": 3, "min_time": 0.02, "probe_reps": 3}
 FULL = {"warmup": 3, "reps": 20, "min_time": 0.2, "probe_reps": 5}
 
 RESULT_COLUMNS = [
-    ("case", "case", ""), ("isa", "isa", ""), ("median_s", "time", "time"),
-    ("gbps", "GB/s", ".1f"), ("gflops", "GFLOP/s", ".1f"), ("frac_bw", "%bw", "pct"),
-    ("frac_fma", "%fma", "pct"), ("numpy_s", "numpy", "time"), ("numpy_ratio", "np/pylm", ".2f"),
+    ("case", "case", ""),
+    ("isa", "isa", ""),
+    ("median_s", "time", "time"),
+    ("gbps", "GB/s", ".1f"),
+    ("gflops", "GFLOP/s", ".1f"),
+    ("frac_bw", "%bw", "pct"),
+    ("frac_fma", "%fma", "pct"),
+    ("numpy_s", "numpy", "time"),
+    ("numpy_ratio", "np/pylm", ".2f"),
     ("err", "err", ".1e"),
 ]
 LIMIT_COLUMNS = [
-    ("isa", "isa", ""), ("threads", "threads", "d"), ("read_gbps", "DRAM read GB/s", ".1f"),
-    ("l2_read_gbps", "L2 read GB/s", ".1f"), ("fma_gflops", "FMA GFLOP/s", ".1f"),
+    ("isa", "isa", ""),
+    ("threads", "threads", "d"),
+    ("read_gbps", "DRAM read GB/s", ".1f"),
+    ("l2_read_gbps", "L2 read GB/s", ".1f"),
+    ("fma_gflops", "FMA GFLOP/s", ".1f"),
 ]
 
 
-def select(cases: list, quick: bool, kernels: Optional[str]) -> list:
+def select(cases: list, quick: bool, kernels: str | None) -> list:
     """Cases in --quick (when quick) whose name contains one of the comma-separated substrings."""
     subs = [s.strip().lower() for s in (kernels or "").split(",") if s.strip()]
-    return [c for c in cases
-            if (c.quick or not quick) and (not subs or any(s in c.name.lower() for s in subs))]
+    return [
+        c
+        for c in cases
+        if (c.quick or not quick) and (not subs or any(s in c.name.lower() for s in subs))
+    ]
 
 
 def has_op(name: str) -> bool:
@@ -58,7 +70,7 @@ def has_op(name: str) -> bool:
     return callable(op) and not isinstance(op, types.ModuleType)
 
 
-def compare(out, ref, exact: bool) -> Optional[float]:
+def compare(out, ref, exact: bool) -> float | None:
     """Relative max error of a kernel's output against numpy's (None when shapes differ)."""
     out, ref = np.asarray(out), np.asarray(ref)
     if out.shape != ref.shape:
@@ -69,8 +81,9 @@ def compare(out, ref, exact: bool) -> Optional[float]:
     return float(diff / max(float(np.max(np.abs(ref), initial=0.0)), 1e-30))
 
 
-def _run_case(case: Case, inp: dict, isas: list, limits: dict, budget: dict,
-              results: list, skipped: list) -> None:
+def _run_case(
+    case: Case, inp: dict, isas: list, limits: dict, budget: dict, results: list, skipped: list
+) -> None:
     import pylm
 
     timing = {k: budget[k] for k in ("warmup", "reps", "min_time")}
@@ -80,16 +93,25 @@ def _run_case(case: Case, inp: dict, isas: list, limits: dict, budget: dict,
         try:
             ref_out = case.ref(inp)
             np_s = measure(case.ref, inp, name=case.name, **timing).median_s
-        except Exception as e:  # a numpy failure must not hide the pylm figures
+        except Exception as e:  # noqa: BLE001 -- a numpy failure must not hide the pylm figures
             skipped.append({"case": case.name, "isa": None, "reason": f"numpy: {e!r}"})
     for isa in isas:
         with pylm.use_isa(isa):
             try:
                 out = (case.check or case.run)(inp)
-                r = measure(case.run, inp, name=case.name, bytes=nbytes, flops=flops,
-                            limits=limits[isa], **timing)
-            except Exception as e:  # an op whose contract differs: report, keep going
-                skipped.append({"case": case.name, "isa": isa, "reason": f"{type(e).__name__}: {e}"})
+                r = measure(
+                    case.run,
+                    inp,
+                    name=case.name,
+                    bytes=nbytes,
+                    flops=flops,
+                    limits=limits[isa],
+                    **timing,
+                )
+            except Exception as e:  # noqa: BLE001 -- an op whose contract differs: report, keep going
+                skipped.append(
+                    {"case": case.name, "isa": isa, "reason": f"{type(e).__name__}: {e}"}
+                )
                 continue
         row = {"case": case.name, "kernel": case.kernel, **r.to_dict()}
         del row["name"]
@@ -99,9 +121,15 @@ def _run_case(case: Case, inp: dict, isas: list, limits: dict, budget: dict,
         results.append(row)
 
 
-def run(isas: Optional[list] = None, threads: Optional[int] = None, quick: bool = False,
-        kernels: Optional[str] = None, read_bytes: int = 0, log: Optional[Callable] = None,
-        **budget_overrides) -> dict:
+def run(
+    isas: list | None = None,
+    threads: int | None = None,
+    quick: bool = False,
+    kernels: str | None = None,
+    read_bytes: int = 0,
+    log: Callable | None = None,
+    **budget_overrides,
+) -> dict:
     """Runs the benchmark and returns the JSON report described in the module docstring.
 
     Args:
@@ -133,13 +161,20 @@ def run(isas: Optional[list] = None, threads: Optional[int] = None, quick: bool 
     results, skipped = [], []
     pylm.set_threads(threads)
     try:
-        limits = {isa: machine_limits(threads, isa, reps=budget["probe_reps"], read_bytes=read_bytes)
-                  for isa in isas}
+        limits = {
+            isa: machine_limits(threads, isa, reps=budget["probe_reps"], read_bytes=read_bytes)
+            for isa in isas
+        }
         rng = np.random.default_rng(0)
         for case in select(all_cases(read_bytes), quick, kernels):
             if not has_op(case.kernel):
-                skipped.append({"case": case.name, "isa": None,
-                                "reason": f"pylm.ops.{case.kernel} is not available"})
+                skipped.append(
+                    {
+                        "case": case.name,
+                        "isa": None,
+                        "reason": f"pylm.ops.{case.kernel} is not available",
+                    }
+                )
                 continue
             if log:
                 log(f"bench-kernels: {case.name}")
@@ -149,9 +184,15 @@ def run(isas: Optional[list] = None, threads: Optional[int] = None, quick: bool 
     finally:
         pylm.set_threads(prev_threads)
     meta = {
-        "version": pylm.__version__, "threads": threads, "isas": isas, "quick": quick,
-        "budget": budget, "numpy": np.__version__, "hardware_threads": _core.hardware_threads(),
-        "cold_bytes": read_bytes, "limits": limits,
+        "version": pylm.__version__,
+        "threads": threads,
+        "isas": isas,
+        "quick": quick,
+        "budget": budget,
+        "numpy": np.__version__,
+        "hardware_threads": _core.hardware_threads(),
+        "cold_bytes": read_bytes,
+        "limits": limits,
         "note": "numpy times use numpy's own BLAS threads; pylm's use `threads`",
     }
     return {"meta": meta, "results": results, "skipped": skipped}
@@ -169,8 +210,10 @@ def render(report: dict) -> str:
     out += [res.render() if report["results"] else "(no kernel ran)"]
     if report["skipped"]:
         out += ["", "skipped:"]
-        out += [f"  {s['case']}" + (f" [{s['isa']}]" if s.get("isa") else "") + f": {s['reason']}"
-                for s in report["skipped"]]
+        out += [
+            f"  {s['case']}" + (f" [{s['isa']}]" if s.get("isa") else "") + f": {s['reason']}"
+            for s in report["skipped"]
+        ]
     return "\n".join(out)
 
 
