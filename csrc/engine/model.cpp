@@ -1,0 +1,213 @@
+// Forward pass: embeddings -> n_layer x (attention + feed-forward) -> norm -> logits, over a
+// batch of N token rows. Activations are float32, [N, C]. Weights go through the quantized
+// matmul (activations quantized to 8-bit blocks inside qmatmul).
+#include "engine/model.h"
+
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "core/thread_pool.h"
+#include "engine/paged_attention.h"
+#include "kernels/act.h"
+#include "kernels/nn.h"
+#include "quant/dequant.h"
+#include "quant/qmatmul.h"
+
+namespace pylm {
+
+namespace {
+
+int64_t row_bytes(const WeightRef& w) {
+    const QTypeInfo* info = qtype_info(w.type);
+    return w.ne0 / info->block_size * info->type_size;
+}
+
+void add_inplace(float* x, const float* y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+}
+
+}  // namespace
+
+Engine::Engine(const ModelConfig& cfg, ModelWeights weights, int64_t kv_blocks, int block_size, int threads)
+    : cfg_(cfg),
+      w_(std::move(weights)),
+      kv_(cfg.n_layer, static_cast<int64_t>(cfg.n_head_kv) * cfg.head_dim, block_size, kv_blocks),
+      threads_(threads) {
+    if (cfg_.n_head_kv <= 0 || cfg_.n_head % cfg_.n_head_kv != 0)
+        throw std::invalid_argument("n_head=" + std::to_string(cfg_.n_head) +
+                                    " is not a multiple of n_head_kv=" + std::to_string(cfg_.n_head_kv));
+    if (cfg_.n_head / cfg_.n_head_kv > kPagedAttnMaxG || cfg_.head_dim > kPagedAttnMaxD)
+        throw std::invalid_argument("unsupported attention geometry: group " +
+                                    std::to_string(cfg_.n_head / cfg_.n_head_kv) + ", head_dim " +
+                                    std::to_string(cfg_.head_dim));
+    if (static_cast<int>(w_.layers.size()) != cfg_.n_layer)
+        throw std::invalid_argument("weights have " + std::to_string(w_.layers.size()) +
+                                    " layers, config says " + std::to_string(cfg_.n_layer));
+    if (cfg_.attn_scale == 0.0f) cfg_.attn_scale = 1.0f / std::sqrt(static_cast<float>(cfg_.head_dim));
+    if (cfg_.rope_dims == 0) cfg_.rope_dims = cfg_.head_dim;
+}
+
+void Engine::embed(const int32_t* ids, int64_t n, float* x) {
+    const int64_t rb = row_bytes(w_.tok_embd);
+    const char* base = static_cast<const char*>(w_.tok_embd.data);
+    const int64_t C = cfg_.n_embd;
+    for (int64_t i = 0; i < n; ++i) {
+        dequantize_row(w_.tok_embd.type, base + ids[i] * rb, x + i * C, C);
+        if (cfg_.embed_scale != 1.0f)
+            for (int64_t c = 0; c < C; ++c) x[i * C + c] *= cfg_.embed_scale;
+    }
+}
+
+void Engine::linear(const float* x, int64_t M, const WeightRef& w, const WeightRef& bias, float* y) {
+    qmatmul(x, M, w.data, w.type, w.ne1, w.ne0, y, w.ne1, threads_);
+    if (bias) {
+        const float* b = static_cast<const float*>(bias.data);
+        for (int64_t m = 0; m < M; ++m) add_inplace(y + m * w.ne1, b, w.ne1);
+    }
+}
+
+void Engine::attention(int il, const std::vector<int>& row_seq, const std::vector<int64_t>& row_pos,
+                       const float* q, float* out) {
+    const int Hq = cfg_.n_head, Hkv = cfg_.n_head_kv, D = cfg_.head_dim, g = Hq / Hkv;
+    const int64_t N = static_cast<int64_t>(row_seq.size());
+    const LayerWeights& L = w_.layers[il];
+    const float* k_pool = kv_.k_block(il, 0);
+    const float* v_pool = kv_.v_block(il, 0);
+    parallel_for(N * Hkv, 1, threads_, [&](int64_t b, int64_t e, int) {
+        for (int64_t t = b; t < e; ++t) {
+            const int64_t r = t / Hkv;
+            const int kvh = static_cast<int>(t % Hkv);
+            const int64_t pos = row_pos[r];
+            PagedAttnGroup a;
+            a.q = q + r * Hq * D + static_cast<int64_t>(kvh) * g * D;
+            a.out = out + r * Hq * D + static_cast<int64_t>(kvh) * g * D;
+            a.k_pool = k_pool;
+            a.v_pool = v_pool;
+            a.table = kv_.block_table(row_seq[r]).data();
+            a.kv_dim = kv_.kv_dim();
+            a.kv_offset = static_cast<int64_t>(kvh) * D;
+            a.k_end = pos + 1;
+            a.k_begin = (L.sliding && cfg_.window > 0 && pos + 1 > cfg_.window) ? pos + 1 - cfg_.window : 0;
+            a.block_size = kv_.block_size();
+            a.g = g;
+            a.D = D;
+            a.scale = cfg_.attn_scale;
+            a.softcap = cfg_.attn_softcap;
+            paged_attention_group(a);
+        }
+    });
+}
+
+int64_t Engine::logits_rows(const std::vector<std::vector<int32_t>>& tokens, bool all_logits) const {
+    int64_t n = 0;
+    for (const auto& t : tokens) n += all_logits ? static_cast<int64_t>(t.size()) : (t.empty() ? 0 : 1);
+    return n;
+}
+
+int64_t Engine::forward(const std::vector<int>& seq_ids, const std::vector<std::vector<int32_t>>& tokens,
+                        bool all_logits, float* logits) {
+    if (seq_ids.size() != tokens.size())
+        throw std::invalid_argument("forward: " + std::to_string(seq_ids.size()) + " sequence ids for " +
+                                    std::to_string(tokens.size()) + " token lists");
+    // ---- validate everything before touching any state ----
+    std::vector<int64_t> n_new(tokens.size());
+    std::vector<int> row_seq;
+    std::vector<int64_t> row_pos;
+    std::vector<int32_t> ids;
+    std::vector<int64_t> planned_len;  // per entry: length before its tokens
+    for (size_t i = 0; i < tokens.size(); ++i) {
+        int64_t start = kv_.seq_len(seq_ids[i]);  // throws out_of_range for an unknown id
+        for (size_t j = 0; j < i; ++j)
+            if (seq_ids[j] == seq_ids[i]) start += static_cast<int64_t>(tokens[j].size());
+        n_new[i] = static_cast<int64_t>(tokens[i].size());
+        if (start + n_new[i] > cfg_.n_ctx)
+            throw std::invalid_argument("sequence " + std::to_string(seq_ids[i]) + ": " +
+                                        std::to_string(start + n_new[i]) + " tokens exceed the context of " +
+                                        std::to_string(cfg_.n_ctx));
+        for (size_t j = 0; j < tokens[i].size(); ++j) {
+            const int32_t id = tokens[i][j];
+            if (id < 0 || id >= cfg_.n_vocab)
+                throw std::out_of_range("token id " + std::to_string(id) + " out of range [0, " +
+                                        std::to_string(cfg_.n_vocab) + ")");
+            ids.push_back(id);
+            row_seq.push_back(seq_ids[i]);
+            row_pos.push_back(start + static_cast<int64_t>(j));
+        }
+    }
+    const int64_t N = static_cast<int64_t>(ids.size());
+    if (N == 0) return 0;
+    kv_.reserve(seq_ids, n_new);  // throws KVPoolExhausted with nothing changed
+
+    const int64_t C = cfg_.n_embd, Hq = cfg_.n_head, Hkv = cfg_.n_head_kv, D = cfg_.head_dim;
+    const int64_t qdim = Hq * D, kvdim = Hkv * D, F = cfg_.n_ff;
+    std::vector<float> x(N * C), h(N * C), q(N * qdim), k(N * kvdim), v(N * kvdim), att(N * qdim),
+        o(N * C), gate(N * F), up(N * F);
+    std::vector<int32_t> pos32(N);
+    for (int64_t r = 0; r < N; ++r) pos32[r] = static_cast<int32_t>(row_pos[r]);
+
+    embed(ids.data(), N, x.data());
+    for (int il = 0; il < cfg_.n_layer; ++il) {
+        const LayerWeights& L = w_.layers[il];
+        rmsnorm_f32(x.data(), static_cast<const float*>(L.attn_norm.data), h.data(), N, C, cfg_.eps, threads_);
+        linear(h.data(), N, L.wq, L.bq, q.data());
+        linear(h.data(), N, L.wk, L.bk, k.data());
+        linear(h.data(), N, L.wv, L.bv, v.data());
+        if (L.q_norm)
+            rmsnorm_f32(q.data(), static_cast<const float*>(L.q_norm.data), q.data(), N * Hq, D, cfg_.eps, threads_);
+        if (L.k_norm)
+            rmsnorm_f32(k.data(), static_cast<const float*>(L.k_norm.data), k.data(), N * Hkv, D, cfg_.eps, threads_);
+        rope_f32(q.data(), pos32.data(), N, static_cast<int>(Hq), static_cast<int>(D), cfg_.rope_dims,
+                 L.rope_base, cfg_.rope_freq_scale, cfg_.rope_mode, threads_);
+        rope_f32(k.data(), pos32.data(), N, static_cast<int>(Hkv), static_cast<int>(D), cfg_.rope_dims,
+                 L.rope_base, cfg_.rope_freq_scale, cfg_.rope_mode, threads_);
+        for (int64_t r = 0; r < N; ++r) {
+            std::memcpy(kv_.k_row(il, row_seq[r], row_pos[r]), k.data() + r * kvdim, kvdim * sizeof(float));
+            std::memcpy(kv_.v_row(il, row_seq[r], row_pos[r]), v.data() + r * kvdim, kvdim * sizeof(float));
+        }
+        attention(il, row_seq, row_pos, q.data(), att.data());
+        linear(att.data(), N, L.wo, L.bo, o.data());
+        if (L.post_attn_norm)
+            rmsnorm_f32(o.data(), static_cast<const float*>(L.post_attn_norm.data), o.data(), N, C, cfg_.eps, threads_);
+        add_inplace(x.data(), o.data(), N * C);
+
+        rmsnorm_f32(x.data(), static_cast<const float*>(L.ffn_norm.data), h.data(), N, C, cfg_.eps, threads_);
+        linear(h.data(), N, L.w_gate, WeightRef{}, gate.data());
+        linear(h.data(), N, L.w_up, WeightRef{}, up.data());
+        if (cfg_.act == Activation::GeluTanh)
+            geglu_f32(gate.data(), up.data(), gate.data(), N * F, threads_);
+        else
+            swiglu_f32(gate.data(), up.data(), gate.data(), N * F, threads_);
+        linear(gate.data(), N, L.w_down, WeightRef{}, o.data());
+        if (L.post_ffn_norm)
+            rmsnorm_f32(o.data(), static_cast<const float*>(L.post_ffn_norm.data), o.data(), N, C, cfg_.eps, threads_);
+        add_inplace(x.data(), o.data(), N * C);
+    }
+    for (size_t i = 0; i < tokens.size(); ++i) kv_.commit(seq_ids[i], n_new[i]);
+
+    // ---- logits for the requested rows ----
+    std::vector<int64_t> rows;
+    int64_t r0 = 0;
+    for (size_t i = 0; i < tokens.size(); ++i) {
+        const int64_t n = n_new[i];
+        if (all_logits)
+            for (int64_t j = 0; j < n; ++j) rows.push_back(r0 + j);
+        else if (n > 0)
+            rows.push_back(r0 + n - 1);
+        r0 += n;
+    }
+    const int64_t R = static_cast<int64_t>(rows.size());
+    std::vector<float> sel(R * C);
+    for (int64_t i = 0; i < R; ++i) std::memcpy(sel.data() + i * C, x.data() + rows[i] * C, C * sizeof(float));
+    rmsnorm_f32(sel.data(), static_cast<const float*>(w_.output_norm.data), sel.data(), R, C, cfg_.eps, threads_);
+    qmatmul(sel.data(), R, w_.output.data, w_.output.type, w_.output.ne1, w_.output.ne0, logits,
+            w_.output.ne1, threads_);
+    if (cfg_.final_softcap > 0.0f) {
+        const float cap = cfg_.final_softcap;
+        for (int64_t i = 0; i < R * cfg_.n_vocab; ++i) logits[i] = cap * std::tanh(logits[i] / cap);
+    }
+    return R;
+}
+
+}  // namespace pylm

@@ -1,0 +1,88 @@
+// The native inference engine: one decoder-only transformer (llama / gemma3 family) whose
+// weights stay in their GGUF form (memory-mapped; the Python side owns the mapping), a paged KV
+// cache, and a forward pass over a batch of tokens from one or more sequences.
+//
+// Architectures differ only through ModelConfig flags (QK-norm, post-norms, GeGLU vs SwiGLU,
+// sliding-window layers, embedding scale, biases), so adding Qwen2/Qwen3/Phi-3-style models is
+// a matter of filling the config and the weight table in pylm/arch.py.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "engine/kv_cache.h"
+#include "quant/blocks.h"
+
+namespace pylm {
+
+// A weight tensor: ne0 = row length (contiguous, K), ne1 = number of rows (N). data == nullptr
+// means absent (optional tensors: biases, QK-norms, post-norms).
+struct WeightRef {
+    const void* data = nullptr;
+    QType type = QType::F32;
+    int64_t ne0 = 0, ne1 = 1;
+    explicit operator bool() const { return data != nullptr; }
+};
+
+struct LayerWeights {
+    WeightRef attn_norm, wq, wk, wv, wo, bq, bk, bv, bo;
+    WeightRef q_norm, k_norm, post_attn_norm;
+    WeightRef ffn_norm, w_gate, w_up, w_down, post_ffn_norm;
+    bool sliding = false;  // sliding-window attention layer
+    float rope_base = 10000.0f;
+};
+
+struct ModelWeights {
+    WeightRef tok_embd, output_norm, output;  // output may be tok_embd (tied)
+    std::vector<LayerWeights> layers;
+};
+
+enum class Activation : int { SiLU = 0, GeluTanh = 1 };
+
+struct ModelConfig {
+    int n_embd = 0, n_layer = 0, n_head = 0, n_head_kv = 0, head_dim = 0, n_ff = 0, n_vocab = 0;
+    int64_t n_ctx = 0;          // maximum positions per sequence
+    float eps = 1e-5f;
+    int rope_mode = 0;          // 0 normal (adjacent pairs), 2 NeoX (halves)
+    int rope_dims = 0;          // rotated dims per head (<= head_dim)
+    float rope_freq_scale = 1.0f;
+    int64_t window = 0;         // sliding window of the `sliding` layers
+    float embed_scale = 1.0f;   // gemma: sqrt(n_embd)
+    float attn_scale = 0.0f;    // 0: 1/sqrt(head_dim)
+    float attn_softcap = 0.0f;
+    float final_softcap = 0.0f;
+    Activation act = Activation::SiLU;
+};
+
+class Engine {
+public:
+    Engine(const ModelConfig& cfg, ModelWeights weights, int64_t kv_blocks, int block_size, int threads);
+
+    const ModelConfig& config() const { return cfg_; }
+    PagedKVCache& kv() { return kv_; }
+    int threads() const { return threads_; }
+    void set_threads(int n) { threads_ = n; }
+
+    // Runs tokens[i] (appended at the current end of sequence seq_ids[i]) through the model.
+    // Writes logits into `logits`: for every token when all_logits, else for the last token of
+    // each entry, in order: [n_rows, n_vocab]. Returns the number of rows written.
+    // Throws std::out_of_range (bad token id / sequence), std::invalid_argument (context
+    // exceeded), KVPoolExhausted — all before any state changes.
+    int64_t forward(const std::vector<int>& seq_ids, const std::vector<std::vector<int32_t>>& tokens,
+                    bool all_logits, float* logits);
+
+    int64_t logits_rows(const std::vector<std::vector<int32_t>>& tokens, bool all_logits) const;
+
+private:
+    void embed(const int32_t* ids, int64_t n, float* x);
+    void linear(const float* x, int64_t M, const WeightRef& w, const WeightRef& bias, float* y);
+    void attention(int il, const std::vector<int>& row_seq, const std::vector<int64_t>& row_pos,
+                   const float* q, float* out);
+
+    ModelConfig cfg_;
+    ModelWeights w_;
+    PagedKVCache kv_;
+    int threads_;
+};
+
+}  // namespace pylm

@@ -1,0 +1,231 @@
+"""pylm.load(): a GGUF model on the native engine, with a llama-cpp-python-like API.
+
+    m = pylm.load("smollm2", threads=2)
+    m.generate("The capital of France is", max_tokens=8)      # ' Paris. ...'
+    m.logits(m.tokenize("Hello"))                              # (T, n_vocab) float32
+
+The forward pass is native: Python calls the engine once per batch of tokens. Sequences live in
+a paged KV cache (``Sequence``: feed / fork / truncate / free); several can be decoded in one
+call with ``decode_batch``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator, Sequence as Seq
+
+import numpy as np
+
+from . import _core, arch, hub
+from .errors import PylmError
+from .gguf import GGUFFile
+
+KVPoolExhausted = _core.KVPoolExhausted
+
+# Pieces that end a turn in common chat formats (llama.cpp treats these as end-of-generation).
+_EOG_PIECES = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|endoftext|>", "<|end|>", "</s>", "<eos>")
+
+
+class Sequence:
+    """One sequence in the model's paged KV cache."""
+
+    def __init__(self, model: "Model", sid: int):
+        self.model, self.id = model, sid
+
+    def __len__(self) -> int:
+        return self.model._engine.seq_len(self.id)
+
+    def feed(self, tokens: Seq[int], all_logits: bool = False) -> np.ndarray:
+        """Append tokens; returns logits of the last token (n_vocab,) or of all (T, n_vocab)."""
+        out = self.model._engine.forward([self.id], [list(map(int, tokens))], all_logits)
+        return out if all_logits else out[0]
+
+    def fork(self) -> "Sequence":
+        """A new sequence sharing this one's cached prefix (copy-on-write)."""
+        return Sequence(self.model, self.model._engine.seq_fork(self.id))
+
+    def truncate(self, n_tokens: int) -> None:
+        """Keep only the first n_tokens (rolls back speculative tokens)."""
+        self.model._engine.seq_truncate(self.id, int(n_tokens))
+
+    def free(self) -> None:
+        self.model._engine.seq_free(self.id)
+
+
+class Model:
+    """A loaded GGUF model. See ``pylm.load``."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, n_ctx: int | None = None,
+                 kv_cache_tokens: int | None = None, block_size: int = 16):
+        self.path = hub.resolve(path)
+        self.file = GGUFFile(self.path)
+        self.config, weights = arch.build(self.file)
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        self.n_ctx = int(n_ctx or min(self.config["n_ctx_train"], 4096))
+        if self.n_ctx < 1:
+            raise ValueError(f"n_ctx must be >= 1, got {self.n_ctx}")
+        self.config["n_ctx"] = self.n_ctx
+        kv_tokens = int(kv_cache_tokens or 2 * self.n_ctx)
+        kv_blocks = max(1, -(-kv_tokens // block_size))
+        self._engine = _core.Engine(self.config, weights, kv_blocks, block_size, int(threads or 0))
+        self._tokenizer = None
+
+    # ---- metadata ----
+    @property
+    def n_vocab(self) -> int:
+        return self.config["n_vocab"]
+
+    @property
+    def architecture(self) -> str:
+        return self.config["arch"]
+
+    @property
+    def metadata(self) -> dict:
+        return self.file.metadata
+
+    @property
+    def threads(self) -> int:
+        return self._engine.threads
+
+    @threads.setter
+    def threads(self, n: int) -> None:
+        self._engine.threads = int(n)
+
+    # ---- tokenizer ----
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from .tokenizer import Tokenizer
+
+            self._tokenizer = Tokenizer.from_gguf(self.path)
+        return self._tokenizer
+
+    def tokenize(self, text: str, add_special: bool | None = None, parse_special: bool = False) -> list[int]:
+        """Token ids of text; BOS/EOS added per the model's metadata unless add_special says."""
+        if add_special is None:
+            add_special = True
+        return self.tokenizer.encode(text, add_special=add_special, parse_special=parse_special)
+
+    def detokenize(self, ids: Seq[int]) -> str:
+        return self.tokenizer.decode(list(ids))
+
+    def eog_ids(self) -> set[int]:
+        """Token ids that end generation (EOS, EOT and end-of-turn markers)."""
+        ids = set()
+        for key in ("tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"):
+            v = self.metadata.get(key)
+            if v is not None:
+                ids.add(int(v))
+        tokens = self.metadata.get("tokenizer.ggml.tokens")
+        if tokens is not None:
+            index = {t: i for i, t in enumerate(tokens) if t.startswith("<")}
+            ids.update(index[p] for p in _EOG_PIECES if p in index)
+        return ids
+
+    # ---- sequences ----
+    def new_sequence(self) -> Sequence:
+        return Sequence(self, self._engine.seq_new())
+
+    def reset(self) -> None:
+        """Free every sequence."""
+        self._engine.clear()
+
+    @property
+    def kv_free_blocks(self) -> int:
+        return self._engine.free_blocks
+
+    def decode_batch(self, seqs: Seq[Sequence], tokens: Seq[int]) -> np.ndarray:
+        """One token for each of several sequences in one engine call -> (len(seqs), n_vocab)."""
+        return self._engine.forward([s.id for s in seqs], [[int(t)] for t in tokens], False)
+
+    def logits(self, ids: Seq[int]) -> np.ndarray:
+        """Full forward of a fresh sequence: logits (len(ids), n_vocab) float32."""
+        seq = self.new_sequence()
+        try:
+            return seq.feed(ids, all_logits=True)
+        finally:
+            seq.free()
+
+    # ---- generation ----
+    def generate(self, prompt: str | Seq[int], max_tokens: int = 64, temperature: float = 0.0,
+                 stream: bool = False, stop: Seq[str] | None = None, seed: int | None = None,
+                 add_special: bool | None = None):
+        """Continue a prompt (text or token ids). Returns the generated text, or an iterator of
+        text pieces with stream=True. Greedy when temperature == 0."""
+        it = self._generate(prompt, max_tokens, temperature, stop, seed, add_special)
+        if stream:
+            return it
+        return "".join(it)
+
+    def _generate(self, prompt, max_tokens, temperature, stop, seed, add_special) -> Iterator[str]:
+        if max_tokens < 0:
+            raise ValueError(f"max_tokens must be >= 0, got {max_tokens}")
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        ids = self.tokenize(prompt, add_special=add_special, parse_special=True) if isinstance(prompt, str) \
+            else [int(t) for t in prompt]
+        if not ids:
+            raise ValueError("empty prompt")
+        if len(ids) + max_tokens > self.n_ctx:
+            max_tokens = self.n_ctx - len(ids)
+            if max_tokens < 0:
+                raise ValueError(f"prompt of {len(ids)} tokens exceeds the context of {self.n_ctx}")
+        rng = np.random.default_rng(seed)
+        eog = self.eog_ids()
+        from .tokenizer import StreamingDetokenizer
+
+        detok = StreamingDetokenizer(self.tokenizer)
+        seq = self.new_sequence()
+        text = ""
+        try:
+            logits = seq.feed(ids)
+            for _ in range(max_tokens):
+                tok = _pick(logits, temperature, rng)
+                if tok in eog:
+                    break
+                piece = detok.push(tok)
+                if stop:
+                    text += piece
+                    cut = min((text.find(s) for s in stop if s in text), default=-1)
+                    if cut >= 0:
+                        emitted = len(text) - len(piece)
+                        if cut > emitted:
+                            yield text[emitted:cut]
+                        return
+                if piece:
+                    yield piece
+                logits = seq.feed([tok])
+            tail = detok.flush() if hasattr(detok, "flush") else ""
+            if tail:
+                yield tail
+        finally:
+            seq.free()
+
+    def chat(self, messages: list[dict], max_tokens: int = 256, stream: bool = False, **kw):
+        """Chat with the model using its GGUF chat template (Jinja)."""
+        prompt = self.apply_chat_template(messages, add_generation_prompt=True)
+        return self.generate(prompt, max_tokens=max_tokens, stream=stream, add_special=False, **kw)
+
+    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
+        from .chat import render
+
+        return render(self, messages, add_generation_prompt)
+
+
+def _pick(logits: np.ndarray, temperature: float, rng) -> int:
+    if temperature == 0.0:
+        return int(np.argmax(logits))
+    z = logits.astype(np.float64) / temperature
+    z -= z.max()
+    p = np.exp(z)
+    p /= p.sum()
+    return int(rng.choice(len(p), p=p))
+
+
+def load(path: str | os.PathLike, threads: int | None = None, n_ctx: int | None = None, **kw) -> Model:
+    """Load a GGUF model from a path, or a name known to `pylm pull` ("smollm2", "gemma3-270m")."""
+    return Model(path, threads=threads, n_ctx=n_ctx, **kw)
+
+
+__all__ = ["Model", "Sequence", "load", "KVPoolExhausted", "PylmError"]
