@@ -61,8 +61,8 @@ py::array rmsnorm(py::handle x_obj, py::handle w_obj, float eps, int threads, py
                                     std::to_string(eps));
     F32 y = out_obj.is_none() ? empty_like(x) : as_f32(out_obj, "rmsnorm: out");
     if (!same_shape(x, y))
-        throw std::invalid_argument("rmsnorm: out.shape=" + shape_str(y) + " but x.shape=" +
-                                    shape_str(x));
+        throw std::invalid_argument("rmsnorm: out.shape=" + shape_str(y) +
+                                    " but x.shape=" + shape_str(x));
     const int nt = resolve_threads(threads);
     const float* wp = w_obj.is_none() ? nullptr : w.data();
     float* yp = y.mutable_data();
@@ -85,7 +85,8 @@ py::array rope(py::handle x_obj, py::handle pos_obj, float base, int mode, int n
         throw std::invalid_argument("rope: positions.shape=" + shape_str(pos) +
                                     " but x.shape[0]=" + std::to_string(x.shape(0)));
     const auto pos32 = py::array_t<int32_t, py::array::c_style>(pos);
-    if (x.shape(1) > std::numeric_limits<int>::max() || x.shape(2) > std::numeric_limits<int>::max())
+    if (x.shape(1) > std::numeric_limits<int>::max() ||
+        x.shape(2) > std::numeric_limits<int>::max())
         throw std::invalid_argument("rope: x.shape=" + shape_str(x) + " is too large");
     const int64_t T = x.shape(0);
     const int H = static_cast<int>(x.shape(1)), D = static_cast<int>(x.shape(2));
@@ -161,8 +162,8 @@ py::array gated(GatedFn fn, const char* name, py::handle gate_obj, py::handle up
 }  // namespace
 
 void bind_nn(py::module_& m) {
-    m.def("rmsnorm", &rmsnorm, py::arg("x"), py::arg("weight") = py::none(),
-          py::arg("eps") = 1e-6f, py::arg("threads") = 0, py::arg("out") = py::none(),
+    m.def("rmsnorm", &rmsnorm, py::arg("x"), py::arg("weight") = py::none(), py::arg("eps") = 1e-6f,
+          py::arg("threads") = 0, py::arg("out") = py::none(),
           "RMSNorm over the last axis: x / sqrt(mean(x^2) + eps) * weight.");
     m.def("rope", &rope, py::arg("x"), py::arg("positions"), py::arg("base") = 10000.0f,
           py::arg("mode") = 0, py::arg("n_dims") = -1, py::arg("freq_scale") = 1.0f,
@@ -173,13 +174,17 @@ void bind_nn(py::module_& m) {
     const struct {
         const char* name;
         UnaryFn fn;
-    } unaries[] = {{"exp", &exp_f32},   {"tanh", &tanh_f32},         {"silu", &silu_f32},
-                   {"gelu", &gelu_f32}, {"gelu_erf", &gelu_erf_f32}};
+    } unaries[] = {{"exp", &exp_f32},
+                   {"tanh", &tanh_f32},
+                   {"silu", &silu_f32},
+                   {"gelu", &gelu_f32},
+                   {"gelu_erf", &gelu_erf_f32}};
     for (const auto& u : unaries) {
         UnaryFn fn = u.fn;
         const char* name = u.name;
-        m.def(name, [fn, name](py::handle x, int threads) { return unary(fn, name, x, threads); },
-              py::arg("x"), py::arg("threads") = 0);
+        m.def(
+            name, [fn, name](py::handle x, int threads) { return unary(fn, name, x, threads); },
+            py::arg("x"), py::arg("threads") = 0);
     }
     const struct {
         const char* name;
@@ -188,11 +193,12 @@ void bind_nn(py::module_& m) {
     for (const auto& g : gateds) {
         GatedFn fn = g.fn;
         const char* name = g.name;
-        m.def(name,
-              [fn, name](py::handle gate, py::handle up, int threads) {
-                  return gated(fn, name, gate, up, threads);
-              },
-              py::arg("gate"), py::arg("up"), py::arg("threads") = 0);
+        m.def(
+            name,
+            [fn, name](py::handle gate, py::handle up, int threads) {
+                return gated(fn, name, gate, up, threads);
+            },
+            py::arg("gate"), py::arg("up"), py::arg("threads") = 0);
     }
 }
 

@@ -16,18 +16,17 @@ constexpr int64_t kChunk = 1 << 16;
 
 }  // namespace
 
-#define PYLM_ACT_UNARY(fn)                                                          \
-    void fn(const float* x, float* y, int64_t n, int nthreads) {                    \
-        parallel_for(n, kChunk, nthreads, [&](int64_t b, int64_t e, int) {          \
-            PYLM_DISPATCH(fn, x + b, y + b, e - b);                                 \
-        });                                                                         \
+#define PYLM_ACT_UNARY(fn)                                                                        \
+    void fn(const float* x, float* y, int64_t n, int nthreads) {                                  \
+        parallel_for(n, kChunk, nthreads,                                                         \
+                     [&](int64_t b, int64_t e, int) { PYLM_DISPATCH(fn, x + b, y + b, e - b); }); \
     }
 
-#define PYLM_ACT_GATED(fn)                                                          \
+#define PYLM_ACT_GATED(fn)                                                           \
     void fn(const float* gate, const float* up, float* y, int64_t n, int nthreads) { \
-        parallel_for(n, kChunk, nthreads, [&](int64_t b, int64_t e, int) {          \
-            PYLM_DISPATCH(fn, gate + b, up + b, y + b, e - b);                      \
-        });                                                                         \
+        parallel_for(n, kChunk, nthreads, [&](int64_t b, int64_t e, int) {           \
+            PYLM_DISPATCH(fn, gate + b, up + b, y + b, e - b);                       \
+        });                                                                          \
     }
 
 PYLM_ACT_UNARY(exp_f32)

@@ -32,15 +32,15 @@ void swiglu_f32(const float* gate, const float* up, float* y, int64_t n, int nth
 void geglu_f32(const float* gate, const float* up, float* y, int64_t n, int nthreads = 0);
 
 // ---- per-ISA kernels (same contracts, single-threaded) ----
-#define PYLM_ACT_DECLARE_ISA(ns)                                                    \
-    namespace ns {                                                                  \
-    void exp_f32(const float* x, float* y, int64_t n);                              \
-    void tanh_f32(const float* x, float* y, int64_t n);                             \
-    void silu_f32(const float* x, float* y, int64_t n);                             \
-    void gelu_f32(const float* x, float* y, int64_t n);                             \
-    void gelu_erf_f32(const float* x, float* y, int64_t n);                         \
-    void swiglu_f32(const float* gate, const float* up, float* y, int64_t n);       \
-    void geglu_f32(const float* gate, const float* up, float* y, int64_t n);        \
+#define PYLM_ACT_DECLARE_ISA(ns)                                              \
+    namespace ns {                                                            \
+    void exp_f32(const float* x, float* y, int64_t n);                        \
+    void tanh_f32(const float* x, float* y, int64_t n);                       \
+    void silu_f32(const float* x, float* y, int64_t n);                       \
+    void gelu_f32(const float* x, float* y, int64_t n);                       \
+    void gelu_erf_f32(const float* x, float* y, int64_t n);                   \
+    void swiglu_f32(const float* gate, const float* up, float* y, int64_t n); \
+    void geglu_f32(const float* gate, const float* up, float* y, int64_t n);  \
     }
 
 PYLM_ACT_DECLARE_ISA(ref)

@@ -54,7 +54,8 @@ inline void map2(const float* a, const float* b, float* y, int64_t n, F f) {
         _mm256_storeu_ps(y + i, _mm256_mul_ps(f(_mm256_loadu_ps(a + i)), _mm256_loadu_ps(b + i)));
     if (i < n) {
         const __m256i m = vm_tail_mask(n - i);
-        const __m256 v = _mm256_mul_ps(f(_mm256_maskload_ps(a + i, m)), _mm256_maskload_ps(b + i, m));
+        const __m256 v =
+            _mm256_mul_ps(f(_mm256_maskload_ps(a + i, m)), _mm256_maskload_ps(b + i, m));
         _mm256_maskstore_ps(y + i, m, v);
     }
 }

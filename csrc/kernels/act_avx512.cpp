@@ -1,9 +1,7 @@
 // AVX-512 activations, 16 lanes; tails go through k-masked loads/stores (no scalar loop).
 // Contracts and formulas: act.h; vectorized exp/tanh/erfc: vmath_avx512.h.
-// vmath_avx512.h first: it brings <immintrin.h> with a GCC 12 warning workaround.
-#include "kernels/vmath_avx512.h"
-
 #include "kernels/act.h"
+#include "kernels/vmath_avx512.h"
 
 namespace pylm {
 namespace avx512 {
@@ -54,7 +52,8 @@ inline void map2(const float* a, const float* b, float* y, int64_t n, F f) {
         _mm512_storeu_ps(y + i, _mm512_mul_ps(f(_mm512_loadu_ps(a + i)), _mm512_loadu_ps(b + i)));
     if (i < n) {
         const __mmask16 m = vm_tail_mask(n - i);
-        const __m512 v = _mm512_mul_ps(f(_mm512_maskz_loadu_ps(m, a + i)), _mm512_maskz_loadu_ps(m, b + i));
+        const __m512 v =
+            _mm512_mul_ps(f(_mm512_maskz_loadu_ps(m, a + i)), _mm512_maskz_loadu_ps(m, b + i));
         _mm512_mask_storeu_ps(y + i, m, v);
     }
 }

@@ -48,12 +48,12 @@ void softmax_f32(const float* x, float* y, int64_t R, int64_t C, float scale = 1
 //   mode normal: cos2[n_dims] = (c0, c0, c1, c1, ...), sin2[n_dims] = (-s0, s0, -s1, s1, ...)
 //   mode neox:   cos2[n_dims/2] = (c0, c1, ...),       sin2[n_dims/2] = (s0, s1, ...)
 // so that the normal layout is y = x * cos2 + swap_pairs(x) * sin2 (one FMA per vector).
-#define PYLM_NN_DECLARE_ISA(ns)                                                                  \
-    namespace ns {                                                                               \
-    void rmsnorm_f32(const float* x, const float* w, float* y, int64_t R, int64_t C, float eps); \
-    void rope_rotate_f32(float* x, const float* cos2, const float* sin2, int H, int D,           \
-                         int n_dims, int mode);                                                  \
-    void softmax_f32(const float* x, float* y, int64_t R, int64_t C, float scale);               \
+#define PYLM_NN_DECLARE_ISA(ns)                                                                    \
+    namespace ns {                                                                                 \
+    void rmsnorm_f32(const float* x, const float* w, float* y, int64_t R, int64_t C, float eps);   \
+    void rope_rotate_f32(float* x, const float* cos2, const float* sin2, int H, int D, int n_dims, \
+                         int mode);                                                                \
+    void softmax_f32(const float* x, float* y, int64_t R, int64_t C, float scale);                 \
     }
 
 PYLM_NN_DECLARE_ISA(ref)

@@ -71,11 +71,13 @@ inline void zero_row(float* y, int64_t C) {
 inline float scaled_max(const float* x, int64_t C, __m256 vs) {
     __m256 vmax = _mm256_set1_ps(-INFINITY);
     int64_t i = 0;
-    for (; i + 8 <= C; i += 8) vmax = _mm256_max_ps(vmax, _mm256_mul_ps(_mm256_loadu_ps(x + i), vs));
+    for (; i + 8 <= C; i += 8)
+        vmax = _mm256_max_ps(vmax, _mm256_mul_ps(_mm256_loadu_ps(x + i), vs));
     if (i < C) {
         const __m256i m = vm_tail_mask(C - i);
         const __m256 v = _mm256_mul_ps(_mm256_maskload_ps(x + i, m), vs);
-        vmax = _mm256_max_ps(vmax, _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), v, _mm256_castsi256_ps(m)));
+        vmax = _mm256_max_ps(
+            vmax, _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), v, _mm256_castsi256_ps(m)));
     }
     return vm_hmax(vmax);
 }

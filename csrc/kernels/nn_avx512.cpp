@@ -4,12 +4,10 @@
 // Row sums (sum of squares, sum of exponentials) accumulate in float vectors within blocks of
 // kBlock elements and in double across blocks: float speed, error independent of C.
 
-// vmath_avx512.h first: it brings <immintrin.h> with a GCC 12 warning workaround.
-#include "kernels/vmath_avx512.h"
-
 #include <cmath>
 
 #include "kernels/nn.h"
+#include "kernels/vmath_avx512.h"
 
 namespace pylm {
 namespace avx512 {
@@ -72,7 +70,8 @@ inline float scaled_max(const float* x, int64_t C, __m512 vs) {
         vmax = _mm512_max_ps(vmax, _mm512_mul_ps(_mm512_loadu_ps(x + i), vs));
     if (i < C) {
         const __mmask16 m = vm_tail_mask(C - i);
-        vmax = _mm512_mask_max_ps(vmax, m, vmax, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), vs));
+        vmax =
+            _mm512_mask_max_ps(vmax, m, vmax, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), vs));
     }
     return vm_hmax(vmax);
 }

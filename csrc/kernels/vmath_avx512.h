@@ -11,7 +11,6 @@
 #endif
 // GCC 12 warns -Wmaybe-uninitialized inside its own avx512fintrin.h (the `__Y = __Y` idiom of
 // _mm512_undefined_ps) wherever those intrinsics are inlined; silence it for AVX-512 TUs.
-// NOTE: this must precede the first #include <immintrin.h> of the TU to take effect.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif

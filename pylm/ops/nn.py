@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import _core
 
-__all__ = ["rmsnorm", "rope", "softmax", "silu", "gelu", "swiglu", "geglu", "exp", "tanh"]
+__all__ = ["exp", "geglu", "gelu", "rmsnorm", "rope", "silu", "softmax", "swiglu", "tanh"]
 
 ROPE_MODES = {"normal": 0, "neox": 2}
 
