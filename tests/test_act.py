@@ -21,6 +21,7 @@ _erfc = np.vectorize(math.erfc, otypes=[np.float64])
 
 # ---- float64 references (exact identities of the textbook forms, stable in the tails) ----
 
+
 def ref_silu(x):
     x = x.astype(np.float64)
     with np.errstate(over="ignore"):
@@ -74,8 +75,26 @@ def test_activation_matches_numpy(isa, name, n):
 @pytest.mark.parametrize("name", list(UNARY))
 def test_activation_edges(isa, name):
     fn, ref = UNARY[name]
-    x = np.array([0.0, -0.0, 1e-30, -1e-30, 1e-3, -1e-3, 20.0, -20.0, 1000.0, -1000.0,
-                  3e38, -3e38, np.inf, -np.inf, np.nan], np.float32)
+    x = np.array(
+        [
+            0.0,
+            -0.0,
+            1e-30,
+            -1e-30,
+            1e-3,
+            -1e-3,
+            20.0,
+            -20.0,
+            1000.0,
+            -1000.0,
+            3e38,
+            -3e38,
+            np.inf,
+            -np.inf,
+            np.nan,
+        ],
+        np.float32,
+    )
     y = fn(x)
     assert np.isnan(y[-1])
     assert y[-3] == np.inf  # f(+inf) = +inf
@@ -90,8 +109,7 @@ def test_activation_edges(isa, name):
 def test_swiglu_geglu(isa, n):
     gate, up = sample(n, "gate"), sample(n, "up", 1.0)
     np.testing.assert_allclose(ops.swiglu(gate, up), ref_silu(gate) * up, rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(ops.geglu(gate, up), ref_gelu_tanh(gate) * up, rtol=1e-5,
-                               atol=1e-7)
+    np.testing.assert_allclose(ops.geglu(gate, up), ref_gelu_tanh(gate) * up, rtol=1e-5, atol=1e-7)
 
 
 def test_gated_shapes_and_threads(isa):
@@ -116,6 +134,7 @@ def test_activation_errors():
 
 # ---- the vectorized exp / tanh themselves ----
 
+
 def test_exp_accuracy(isa):
     x = np.linspace(-87.3, 88.7, 300_001).astype(np.float32)  # normal-range results
     np.testing.assert_allclose(ops.exp(x), np.exp(x.astype(np.float64)), rtol=1e-6)
@@ -134,8 +153,12 @@ def test_exp_saturates(isa):
 
 @pytest.mark.parametrize("n", [7, 49152])
 def test_tanh_accuracy(isa, n):
-    x = np.concatenate([np.linspace(-12, 12, n), [0.0, 0.6249, 0.6251, -0.625, 1e-20, -50.0,
-                                                  50.0, np.inf, -np.inf]]).astype(np.float32)
+    x = np.concatenate(
+        [
+            np.linspace(-12, 12, n),
+            [0.0, 0.6249, 0.6251, -0.625, 1e-20, -50.0, 50.0, np.inf, -np.inf],
+        ]
+    ).astype(np.float32)
     y = ops.tanh(x)
     np.testing.assert_allclose(y, np.tanh(x.astype(np.float64)), rtol=1e-6, atol=1e-30)
     assert np.isnan(ops.tanh(np.array([np.nan], np.float32)))[0]

@@ -21,6 +21,7 @@ def rng_for(*key) -> np.random.Generator:
 
 # ---- float64 references ----
 
+
 def ref_rmsnorm(x, w, eps):
     x = x.astype(np.float64)
     y = x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps)
@@ -55,6 +56,7 @@ def ref_softmax(x, scale=1.0):
 
 # ---- RMSNorm ----
 
+
 @pytest.mark.parametrize("shape", ROW_SHAPES)
 @pytest.mark.parametrize("with_weight", [True, False])
 def test_rmsnorm_matches_numpy(isa, shape, with_weight):
@@ -72,8 +74,9 @@ def test_rmsnorm_large_and_small_magnitudes(isa, magnitude):
     x = (rng.standard_normal((4, 2048)) * magnitude).astype(np.float32)
     np.testing.assert_allclose(ops.rmsnorm(x, eps=0.0), ref_rmsnorm(x, None, 0.0), rtol=1e-5)
     # eps dominates a tiny mean square: y ~ x / sqrt(eps).
-    np.testing.assert_allclose(ops.rmsnorm(x, eps=1e-6), ref_rmsnorm(x, None, 1e-6), rtol=1e-5,
-                               atol=1e-30)
+    np.testing.assert_allclose(
+        ops.rmsnorm(x, eps=1e-6), ref_rmsnorm(x, None, 1e-6), rtol=1e-5, atol=1e-30
+    )
 
 
 def test_rmsnorm_in_place(isa):
@@ -145,12 +148,24 @@ def test_rope_base_and_freq_scale(isa, mode):
     np.testing.assert_allclose(y, ref_rope(x, pos, 1e6, mode, 128, 0.25), rtol=0, atol=1e-4)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_rope_long_consecutive_run(isa, threads):
+    """Prefill-style positions 0..32767 (the kernel steps the angles token to token)."""
+    T = 32768
+    x = rng_for("rope-run").standard_normal((T, 1, 16)).astype(np.float32)
+    pos = np.arange(T, dtype=np.int32)
+    pos[20000:] += 5  # a jump restarts the recurrence
+    y = ops.rope(x, pos, mode="normal", threads=threads)
+    np.testing.assert_allclose(y, ref_rope(x, pos, 10000.0, "normal", 16), rtol=0, atol=1e-5)
+
+
 def test_rope_position_zero_is_identity_and_norm_preserved(isa):
     x = rng_for("rope-id").standard_normal((2, 3, 64)).astype(np.float32)
     y = ops.rope(x, np.array([0, 12345]), mode="neox")
     assert np.array_equal(y[0], x[0])
-    np.testing.assert_allclose(np.linalg.norm(y[1], axis=-1), np.linalg.norm(x[1], axis=-1),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        np.linalg.norm(y[1], axis=-1), np.linalg.norm(x[1], axis=-1), rtol=1e-5
+    )
 
 
 def test_rope_in_place(isa):
@@ -184,6 +199,7 @@ def test_rope_errors():
 
 # ---- softmax ----
 
+
 @pytest.mark.parametrize("shape", ROW_SHAPES)
 @pytest.mark.parametrize("scale", [1.0, 0.125])
 def test_softmax_matches_numpy(isa, shape, scale):
@@ -215,9 +231,14 @@ def test_softmax_masks(isa, C):
 
 
 def test_softmax_large_magnitudes(isa):
-    x = np.array([[1e30, 1e30 - 1e24, -1e30, 0.0],  # huge values: no overflow
-                  [1e4, 1e4 + 1.0, 1e4 - 2.0, -1e4],  # large offset: max subtracted first
-                  [-1000.0, -999.0, -1001.0, -np.inf]], np.float32)
+    x = np.array(
+        [
+            [1e30, 1e30 - 1e24, -1e30, 0.0],  # huge values: no overflow
+            [1e4, 1e4 + 1.0, 1e4 - 2.0, -1e4],  # large offset: max subtracted first
+            [-1000.0, -999.0, -1001.0, -np.inf],
+        ],
+        np.float32,
+    )
     y = ops.softmax(x)
     assert np.isfinite(y).all()
     np.testing.assert_allclose(y, ref_softmax(x), rtol=1e-5, atol=1e-30)

@@ -6,10 +6,10 @@ float32 arrays of the same shape unless stated.
 
 >>> import numpy as np, pylm
 >>> x = np.array([[3.0, 4.0]], dtype=np.float32)
->>> pylm.ops.rmsnorm(x, eps=0.0).round(4).tolist()
-[[0.8485, 1.1314]]
->>> pylm.ops.softmax(np.log(np.array([1.0, 3.0], dtype=np.float32))).round(4).tolist()
-[0.25, 0.75]
+>>> pylm.ops.rmsnorm(x, eps=0.0)  # x / sqrt((9 + 16) / 2)
+array([[0.84852815, 1.1313709 ]], dtype=float32)
+>>> pylm.ops.softmax(np.array([2.0, 2.0, -np.inf], dtype=np.float32))  # -inf: a masked entry
+array([0.5, 0.5, 0. ], dtype=float32)
 """
 
 from __future__ import annotations
@@ -70,8 +70,9 @@ def rope(
     nd = -1 if n_dims is None else int(n_dims)
     if n_dims is not None and nd <= 0:
         raise ValueError(f"rope: n_dims={n_dims} must be a positive even number")
-    return _core.rope(x, pos, float(base), ROPE_MODES[mode], nd, float(freq_scale), bool(inplace),
-                      int(threads))
+    return _core.rope(
+        x, pos, float(base), ROPE_MODES[mode], nd, float(freq_scale), bool(inplace), int(threads)
+    )
 
 
 def softmax(x, axis: int = -1, scale: float = 1.0, threads: int = 0) -> np.ndarray:
