@@ -6,6 +6,8 @@ vocab-sized row of 49152; multi-row shapes are large enough to be split across t
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 
@@ -16,7 +18,8 @@ ROW_SHAPES = [(1, 1), (5, 7), (3, 31), (37, 576), (3, 640), (9, 2048), (2, 49152
 
 
 def rng_for(*key) -> np.random.Generator:
-    return np.random.default_rng(abs(hash(key)) % (2**32))
+    """A generator seeded from the test's key (stable across runs, unlike hash())."""
+    return np.random.default_rng(zlib.crc32(repr(key).encode()))
 
 
 # ---- float64 references ----
@@ -265,7 +268,8 @@ def test_isa_variants_agree_closely():
     for isa in pylm.available_isas():
         with pylm.use_isa(isa):
             outs[isa] = (ops.rmsnorm(x, w), ops.softmax(x), ops.rope(heads, pos))
-    base = outs["scalar"]
+    # FMA vs separate multiply-add: RoPE's a*c - b*s may differ by ~2 ulp of |x| (up to ~15).
+    atols = (1e-7, 1e-7, 4e-6)
     for isa, got in outs.items():
-        for a, b in zip(got, base):
-            np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-7, err_msg=isa)
+        for a, b, atol in zip(got, outs["scalar"], atols):
+            np.testing.assert_allclose(a, b, rtol=2e-6, atol=atol, err_msg=isa)
