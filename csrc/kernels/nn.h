@@ -24,8 +24,9 @@ constexpr int kRopeNeox = 2;    // llama.cpp LLAMA_ROPE_TYPE_NEOX
 // ---- dispatched entry points (nn.cpp); nthreads <= 0 means the global default ----
 
 // x, y: [R, C]; w: [C] or nullptr (no weight). y == x (in place) is allowed; otherwise the
-// arrays must not overlap. C == 0 or R == 0 does nothing. The sum of squares is accumulated in
-// float within blocks of 1024 and in double across blocks.
+// arrays must not overlap. C == 0 or R == 0 does nothing. The SIMD variants accumulate the sum
+// of squares in float within blocks of 256/512 and in double across blocks (the reference: all
+// double), so |x| must stay below ~1e19 (x^2 finite in float).
 void rmsnorm_f32(const float* x, const float* w, float* y, int64_t R, int64_t C, float eps,
                  int nthreads = 0);
 
@@ -33,7 +34,9 @@ void rmsnorm_f32(const float* x, const float* w, float* y, int64_t R, int64_t C,
 // (n_dims even, 0 < n_dims <= D); channels [n_dims, D) pass through. mode: kRopeNormal or
 // kRopeNeox. The angles are computed in double (pos * base^(-2i/n_dims) * freq_scale, then
 // cos/sin in double, rounded once to float), so they stay accurate for positions far beyond
-// 32k, unlike ggml's float powf recurrence. Throws std::invalid_argument on a bad n_dims/mode.
+// 32k, unlike ggml's float powf recurrence. Across consecutive positions (pos[t] == pos[t-1]+1,
+// prefill) the angles are stepped by a double rotation instead of a new cos/sin: the same
+// float result at ~1/20 of the cost. Throws std::invalid_argument on a bad n_dims/mode.
 void rope_f32(float* x, const int32_t* pos, int64_t T, int H, int D, int n_dims, float base,
               float freq_scale, int mode, int nthreads = 0);
 
