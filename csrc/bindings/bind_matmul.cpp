@@ -91,6 +91,7 @@ py::array matmul_py(const py::handle& a_obj, const py::handle& b_obj, bool trans
                                         std::to_string(N) + ")");
         if (!out.writeable()) throw std::invalid_argument("matmul: out is read-only");
     }
+    if (M == 0 || N == 0) return out;
     py::array out2 = a_vec ? out.reshape({(py::ssize_t)1, (py::ssize_t)N}) : out;
     const int64_t fs = sizeof(float);
     if (N > 1 && out2.strides(1) != fs)
