@@ -5,6 +5,9 @@
 // Packed layouts (see matmul.h): Ap panels [kc][MR], Bp panels [kc][NR], zero padded.
 #include <immintrin.h>
 
+// GCC 12 flags the self-initialized "undefined" operand inside its own AVX-512 intrinsics.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
 #include "kernels/matmul.h"
 
 namespace pylm {
