@@ -69,7 +69,7 @@ def test_prefill(isa, T, S, Hq, Hkv, D):
 
 
 @pytest.mark.parametrize("S", [1, 17, 64, 65, 600])
-@pytest.mark.parametrize("Hq,Hkv,D", [(9, 3, 64), (4, 1, 256), (8, 8, 128)])
+@pytest.mark.parametrize("Hq,Hkv,D", [(9, 3, 64), (4, 1, 256), (8, 8, 128), (16, 1, 64), (12, 2, 80)])
 def test_decode(isa, S, Hq, Hkv, D):
     q, k, v = qkv(S + D, 1, S, Hq, Hkv, D)
     check(attention(q, k, v), reference(q, k, v))
@@ -87,6 +87,7 @@ def test_q_pos0(isa, q_pos0):
     [
         (40, 700, 4, 1, 256, 512),  # Gemma 3 local layers, last 40 positions
         (1, 700, 9, 3, 64, 512),    # decode past the window
+        (1, 300, 16, 2, 64, 100),   # decode, 8 heads per kv head
         (100, 100, 9, 3, 64, 16),
         (30, 30, 4, 2, 128, 3),
         (30, 30, 2, 1, 64, 1),      # only itself

@@ -1,9 +1,13 @@
-// Attention dispatcher: splits the work into (query tile, head) units, runs them on the thread
-// pool (heaviest causal tiles first), and folds each unit's key range with the active ISA.
+// Attention dispatcher: splits the work into independent units, runs them on the thread pool,
+// and folds each unit's keys with the active ISA.
 //
-// A unit is up to kRowsPerUnit consecutive queries of one head: its state (running max/sum,
-// [rows, D] accumulator) lives in a per-thread scratch buffer, and its keys are one
-// contiguous run [lo, hi] of the kv head h / (Hq / Hkv).
+// Prefill (T > 1): a unit is up to kRowsPerUnit consecutive queries of one head (heaviest causal
+// tiles first); its state (running max/sum, [rows, D] accumulator) lives in per-thread scratch
+// and its keys are one contiguous run [lo, hi] of the kv head h / (Hq / Hkv).
+// Decode (T == 1): a unit is the G = Hq / Hkv query heads of one kv head (so K/V stream through
+// the cache once, not G times) over one chunk of kDecodeChunk keys (flash-decoding: long
+// contexts still spread over threads); the chunks' states are merged at the end. Chunking
+// depends on S only, so results never depend on the thread count.
 #include "kernels/attention.h"
 
 #include <cmath>
@@ -17,6 +21,7 @@ namespace pylm {
 namespace {
 
 constexpr int64_t kRowsPerUnit = 16;
+constexpr int64_t kDecodeChunk = 256;
 
 using FoldFn = void (*)(const AttnRows&, const float*, int64_t, const float*, int64_t, int64_t,
                         int64_t, AttnState&);
@@ -37,6 +42,7 @@ void run_unit(const AttnArgs& a, FoldFn fold, int h, int64_t t0, int64_t t1, flo
     q.rows = static_cast<int>(t1 - t0);
     q.D = a.D;
     q.pos0 = a.q_pos0 + t0;
+    q.pos_step = 1;
     q.scale = a.scale;
     q.softcap = a.softcap;
     q.window = a.window;
@@ -78,12 +84,11 @@ void attn_state_finish(const AttnRows& q, const AttnState& st, float* out, int64
     }
 }
 
-void attention(const AttnArgs& a, int nthreads) {
-    if (a.T <= 0 || a.Hq <= 0 || a.D <= 0) return;
-    const FoldFn fold = fold_for(active_isa());
+namespace {
+
+void attention_prefill(const AttnArgs& a, FoldFn fold, int nthreads) {
     const int64_t n_tiles = (a.T + kRowsPerUnit - 1) / kRowsPerUnit;
     const int64_t units = n_tiles * a.Hq;
-    if (nthreads <= 0) nthreads = default_threads();
     if (nthreads > units) nthreads = static_cast<int>(units);
     const int64_t per_thread = kRowsPerUnit * (a.D + 2);
     std::vector<float> scratch(static_cast<size_t>(per_thread * nthreads));
@@ -98,6 +103,89 @@ void attention(const AttnArgs& a, int nthreads) {
             run_unit(a, fold, h, t0, t1, s);
         }
     });
+}
+
+void attention_decode(const AttnArgs& a, FoldFn fold, int nthreads) {
+    const int G = a.Hq / a.Hkv, D = a.D;
+    const int64_t p = a.q_pos0;
+    int64_t lo = 0, hi = a.S - 1;
+    if (a.causal && p < hi) hi = p;
+    if (a.window > 0 && p - a.window + 1 > lo) lo = p - a.window + 1;
+    const int64_t nkeys = hi >= lo ? hi - lo + 1 : 0;
+    const int64_t n_chunks = nkeys > 0 ? (nkeys + kDecodeChunk - 1) / kDecodeChunk : 1;
+    const int64_t units = a.Hkv * n_chunks;
+    const int64_t per_unit = static_cast<int64_t>(G) * (D + 2);
+    std::vector<float> states(static_cast<size_t>(per_unit * units));
+    auto state_of = [&](int64_t u) {
+        AttnState st;
+        st.m = states.data() + u * per_unit;
+        st.l = st.m + G;
+        st.acc = st.l + G;
+        return st;
+    };
+    auto rows_of = [&](int g) {
+        AttnRows q;
+        q.q = a.q + static_cast<int64_t>(g) * G * a.q_sh;
+        q.ldq = a.q_sh;
+        q.rows = G;
+        q.D = D;
+        q.pos0 = p;
+        q.pos_step = 0;
+        q.scale = a.scale;
+        q.softcap = a.softcap;
+        q.window = a.window;
+        q.causal = a.causal;
+        return q;
+    };
+    parallel_for(units, 1, nthreads, [&](int64_t b, int64_t e, int) {
+        for (int64_t u = b; u < e; ++u) {
+            const int g = static_cast<int>(u / n_chunks);
+            const int64_t j0 = lo + (u % n_chunks) * kDecodeChunk;
+            const int64_t n = hi + 1 - j0 < kDecodeChunk ? hi + 1 - j0 : kDecodeChunk;
+            const AttnRows q = rows_of(g);
+            AttnState st = state_of(u);
+            attn_state_init(q, st);
+            if (n > 0)
+                fold(q, a.k + j0 * a.k_st + g * a.k_sh, a.k_st, a.v + j0 * a.v_st + g * a.v_sh,
+                     a.v_st, j0, n, st);
+        }
+    });
+    // Merge the chunks: m = max m_i, l = sum l_i e^(m_i - m), acc = sum acc_i e^(m_i - m).
+    for (int g = 0; g < a.Hkv; ++g) {
+        for (int r = 0; r < G; ++r) {
+            float* o = a.out + static_cast<int64_t>(g * G + r) * a.o_sh;
+            float m = -INFINITY;
+            for (int64_t c = 0; c < n_chunks; ++c) {
+                const float mc = state_of(g * n_chunks + c).m[r];
+                m = mc > m ? mc : m;
+            }
+            for (int d = 0; d < D; ++d) o[d] = 0.0f;
+            if (m == -INFINITY) continue;  // no visible key
+            float l = 0.0f;
+            for (int64_t c = 0; c < n_chunks; ++c) {
+                const AttnState st = state_of(g * n_chunks + c);
+                if (st.m[r] == -INFINITY) continue;
+                const float w = std::exp(st.m[r] - m);
+                l += st.l[r] * w;
+                const float* acc = st.acc + static_cast<int64_t>(r) * D;
+                for (int d = 0; d < D; ++d) o[d] += acc[d] * w;
+            }
+            const float inv = 1.0f / l;
+            for (int d = 0; d < D; ++d) o[d] *= inv;
+        }
+    }
+}
+
+}  // namespace
+
+void attention(const AttnArgs& a, int nthreads) {
+    if (a.T <= 0 || a.Hq <= 0 || a.D <= 0) return;
+    const FoldFn fold = fold_for(active_isa());
+    if (nthreads <= 0) nthreads = default_threads();
+    if (a.T == 1)
+        attention_decode(a, fold, nthreads);
+    else
+        attention_prefill(a, fold, nthreads);
 }
 
 void attention_f32(const float* q, const float* k, const float* v, float* out, int64_t T, int64_t S,

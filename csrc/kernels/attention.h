@@ -43,12 +43,13 @@ void attention(const AttnArgs& a, int nthreads);
 
 // ---- building blocks (the paged engine folds one contiguous run of keys per page) ----
 
-// A block of query rows of one head at consecutive positions pos0, pos0 + 1, ...
+// A block of query rows: row r is at position pos0 + r * pos_step, with pos_step 1 (consecutive
+// queries of one head) or 0 (the heads of one kv group at one position: GQA decode).
 struct AttnRows {
     const float* q;  // row r at q + r * ldq, D floats
     int64_t ldq;
     int rows, D;
-    int64_t pos0;
+    int64_t pos0, pos_step;
     float scale, softcap;
     int64_t window;
     bool causal;

@@ -176,7 +176,7 @@ static void fold_rows(const AttnRows& q, int ra, int rb, const float* k, int64_t
         const float* vt = v + t0 * ldv;
         for (int r = ra; r < rb; ++r) {
             // This row's keys inside the tile: [ca, cb).
-            const int64_t p = q.pos0 + r;
+            const int64_t p = q.pos0 + r * q.pos_step;
             int64_t ca = 0, cb = tn;
             if (q.causal && p - jt + 1 < cb) cb = p - jt + 1;
             if (q.window > 0 && p - q.window + 1 - jt > ca) ca = p - q.window + 1 - jt;
@@ -317,7 +317,7 @@ static void fold_group(const AttnRows& q, int r0, int R, const float* k, int64_t
     __m256 l = _mm256_maskload_ps(st.l + r0, lane_mask(R));
     const bool capped = q.softcap > 0.0f;
     const __m256 cap = _mm256_set1_ps(q.softcap), inv_cap = _mm256_set1_ps(1.0f / q.softcap);
-    const int64_t pos0 = q.pos0 + r0;  // position of lane 0
+    const int64_t pos0 = q.pos0 + r0 * q.pos_step;  // position of lane 0
     for (int64_t t0 = 0; t0 < n; t0 += 16) {
         const int nk = n - t0 < 16 ? (int)(n - t0) : 16;
         // Lanes (rows) that see key j: r >= j - pos0 (causal), r < j - pos0 + window.
@@ -326,12 +326,15 @@ static void fold_group(const AttnRows& q, int r0, int R, const float* k, int64_t
         for (int c = 0; c < 16; ++c) {
             const int64_t rel = j0 + t0 + c - pos0;
             __m256 mk = c < nk ? live : _mm256_setzero_ps();
-            if (q.causal) {
+            if (q.pos_step == 0) {  // every lane at position pos0
+                if ((q.causal && rel > 0) || (q.window > 0 && rel + q.window <= 0))
+                    mk = _mm256_setzero_ps();
+            } else if (q.causal) {
                 const int lo = rel < 0 ? -1 : (rel > 8 ? 8 : (int)rel - 1);
                 mk = _mm256_and_ps(mk, _mm256_castsi256_ps(
                                            _mm256_cmpgt_epi32(iota, _mm256_set1_epi32(lo))));
             }
-            if (q.window > 0) {
+            if (q.pos_step != 0 && q.window > 0) {
                 const int64_t h = rel + q.window;
                 const int hi = h < 0 ? 0 : (h > 8 ? 8 : (int)h);
                 mk = _mm256_and_ps(mk, _mm256_castsi256_ps(

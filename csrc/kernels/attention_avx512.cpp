@@ -189,7 +189,7 @@ static void fold_rows(const AttnRows& q, int ra, int rb, const float* k, int64_t
         const float* vt = v + t0 * ldv;
         for (int r = ra; r < rb; ++r) {
             // This row's keys inside the tile: [ca, cb).
-            const int64_t p = q.pos0 + r;
+            const int64_t p = q.pos0 + r * q.pos_step;
             int64_t ca = 0, cb = tn;
             if (q.causal && p - jt + 1 < cb) cb = p - jt + 1;
             if (q.window > 0 && p - q.window + 1 - jt > ca) ca = p - q.window + 1 - jt;
@@ -307,7 +307,7 @@ static void fold_group(const AttnRows& q, int r0, int R, const float* k, int64_t
     __m512 l = _mm512_maskz_loadu_ps(live, st.l + r0);
     const bool capped = q.softcap > 0.0f;
     const __m512 cap = _mm512_set1_ps(q.softcap), inv_cap = _mm512_set1_ps(1.0f / q.softcap);
-    const int64_t pos0 = q.pos0 + r0;  // position of lane 0
+    const int64_t pos0 = q.pos0 + r0 * q.pos_step;  // position of lane 0
     for (int64_t t0 = 0; t0 < n; t0 += 16) {
         const int nk = n - t0 < 16 ? (int)(n - t0) : 16;
         // Lanes (rows) that see key j: r >= j - pos0 (causal), r < j - pos0 + window.
@@ -316,8 +316,12 @@ static void fold_group(const AttnRows& q, int r0, int R, const float* k, int64_t
         for (int c = 0; c < 16; ++c) {
             const int64_t rel = j0 + t0 + c - pos0;
             __mmask16 mk = c < nk ? live : (__mmask16)0;
-            if (q.causal) mk &= (__mmask16)~tail_mask(rel);
-            if (q.window > 0) mk &= tail_mask(rel + q.window);
+            if (q.pos_step == 0) {  // every lane at position pos0
+                if ((q.causal && rel > 0) || (q.window > 0 && rel + q.window <= 0)) mk = 0;
+            } else {
+                if (q.causal) mk &= (__mmask16)~tail_mask(rel);
+                if (q.window > 0) mk &= tail_mask(rel + q.window);
+            }
             km[c] = mk;
             any |= mk;
         }

@@ -13,7 +13,7 @@ void attn_fold_keys(const AttnRows& q, const float* k, int64_t ldk, const float*
                     int64_t j0, int64_t n, AttnState& st) {
     const int D = q.D;
     for (int r = 0; r < q.rows; ++r) {
-        const int64_t p = q.pos0 + r;
+        const int64_t p = q.pos0 + r * q.pos_step;
         const float* qr = q.q + r * q.ldq;
         float* acc = st.acc + static_cast<int64_t>(r) * D;
         float m = st.m[r], l = st.l[r];
