@@ -8,7 +8,7 @@ import pytest
 import pylm
 from pylm.ops import matmul
 
-# (M, N, K): tiny, odd, decode-sized (M <= 4 takes the unpacked path), microkernel edges
+# (M, N, K): tiny, odd, decode-sized (M <= 16 takes the unpacked path), microkernel edges
 # (14 x 32 and 6 x 16 tiles, +-1), K across the 256-deep blocks and not a multiple of 8/16,
 # N across the 4096-column block, M across the 3584-row block.
 SHAPES = [
@@ -24,6 +24,8 @@ SHAPES = [
     (14, 32, 256),
     (15, 33, 257),
     (29, 65, 300),
+    (16, 70, 33),
+    (17, 70, 33),
     (64, 64, 64),
     (100, 50, 1),
     (37, 3, 600),
@@ -93,7 +95,7 @@ def test_matmul_views_without_copy(isa):
     check(matmul(cols, w2), cols.astype(np.float64), w2.astype(np.float64))
 
 
-@pytest.mark.parametrize("M", [1, 2, 4, 9, 100])
+@pytest.mark.parametrize("M", [1, 3, 9, 16, 100])
 def test_matmul_threads_identical(isa, M):
     rng = np.random.default_rng(M)
     a, b, w = rand(rng, M, 300), rand(rng, 300, 200), rand(rng, 200, 300)

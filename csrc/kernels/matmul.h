@@ -3,8 +3,8 @@
 // The layout follows BLIS / GotoBLAS: for each (NC x KC) block of op(B) and (M x KC) block of
 // op(A), both are packed into micro-panels (A: MR rows, B: NR columns, k-major) and an
 // MR x NR register-tile microkernel walks them. Packing absorbs the transposes, so one
-// microkernel serves A @ B, A @ B^T and A^T @ B. Small M (decode: M = 1..4) skips packing and
-// streams B directly.
+// microkernel serves A @ B, A @ B^T and A^T @ B. Small M (decode, short chunks: M <= 16) skips
+// packing and streams B directly, a few rows of A at a time.
 //
 // Shapes (all row-major, unit column stride):
 //   op(A) is [M, K]: A is [M, K] with row stride lda, or [K, M] (lda) when trans_a
@@ -48,7 +48,8 @@ void gemm_rows(const GemmArgs& g, int64_t m0, int64_t m1);
 //   pack_b: op(B)[k0:k0+kc, n0:n0+nlen] -> ceil(nlen/NR) panels of [kc][NR] (cols past nlen: 0)
 //   macro : C[0:mlen, 0:nlen] = Ap @ Bp + beta * C, with Ap/Bp as packed above
 //   small_m: direct (unpacked) C[:, n0:n1] for M <= kGemmSmallM
-constexpr int kGemmSmallM = 4;
+// Up to this many rows the unpacked path wins: packing B costs as much as the product itself.
+constexpr int kGemmSmallM = 16;
 
 namespace avx2 {
 constexpr int kGemmMR = 6, kGemmNR = 16;  // 12 ymm accumulators

@@ -85,7 +85,9 @@ static inline float hsum(__m256 v) {
 
 // Small-M, B [K, N]: C[0:ROWS, n:n+32] from 4 ymm columns per row, B streamed once.
 template <int ROWS>
-static inline void small_nn(const GemmArgs& g, int64_t n0, int64_t n1) {
+static inline void small_nn(const GemmArgs& g, int64_t i0, int64_t n0, int64_t n1) {
+    const float* A = g.A + i0 * g.lda;
+    float* C = g.C + i0 * g.ldc;
     for (int64_t n = n0; n < n1; n += 32) {
         const int64_t w = n1 - n;
         __m256 acc[ROWS][4];
@@ -96,19 +98,21 @@ static inline void small_nn(const GemmArgs& g, int64_t n0, int64_t n1) {
             __m256 bv[4];
             for (int v = 0; v < 4; ++v) bv[v] = load_part(b + 8 * v, w - 8 * v);
             for (int i = 0; i < ROWS; ++i) {
-                const __m256 a = _mm256_set1_ps(g.A[i * g.lda + k]);
+                const __m256 a = _mm256_set1_ps(A[i * g.lda + k]);
                 for (int v = 0; v < 4; ++v) acc[i][v] = _mm256_fmadd_ps(a, bv[v], acc[i][v]);
             }
         }
         for (int i = 0; i < ROWS; ++i)
             for (int v = 0; v < 4; ++v)
-                store_part(g.C + i * g.ldc + n + 8 * v, acc[i][v], w - 8 * v, g.beta);
+                store_part(C + i * g.ldc + n + 8 * v, acc[i][v], w - 8 * v, g.beta);
     }
 }
 
 // Small-M, B [N, K]: dot products, 4 rows of B at a time, horizontal sums at the end.
 template <int ROWS>
-static inline void small_nt(const GemmArgs& g, int64_t n0, int64_t n1) {
+static inline void small_nt(const GemmArgs& g, int64_t i0, int64_t n0, int64_t n1) {
+    const float* A = g.A + i0 * g.lda;
+    float* C = g.C + i0 * g.ldc;
     const int64_t K = g.K;
     for (int64_t n = n0; n < n1; n += 4) {
         const int nb = n1 - n >= 4 ? 4 : (int)(n1 - n);
@@ -122,12 +126,12 @@ static inline void small_nt(const GemmArgs& g, int64_t n0, int64_t n1) {
             __m256 bv[4];
             for (int j = 0; j < 4; ++j) bv[j] = load_part(brow[j] + k, w);
             for (int i = 0; i < ROWS; ++i) {
-                const __m256 a = load_part(g.A + i * g.lda + k, w);
+                const __m256 a = load_part(A + i * g.lda + k, w);
                 for (int j = 0; j < 4; ++j) acc[i][j] = _mm256_fmadd_ps(a, bv[j], acc[i][j]);
             }
         }
         for (int i = 0; i < ROWS; ++i) {
-            float* c = g.C + i * g.ldc + n;
+            float* c = C + i * g.ldc + n;
             for (int j = 0; j < nb; ++j) {
                 const float s = hsum(acc[i][j]);
                 c[j] = g.beta == 0.0f ? s : s + g.beta * c[j];
@@ -194,19 +198,24 @@ void gemm_macro(int64_t mlen, int64_t nlen, int64_t kc, const float* Ap, const f
 
 void gemm_small_m(const GemmArgs& g, int64_t n0, int64_t n1) {
     // Contract: g.M <= kGemmSmallM and !g.trans_a (the dispatcher materializes op(A)).
-    if (g.trans_b) {
-        switch (g.M) {
-        case 1: small_nt<1>(g, n0, n1); break;
-        case 2: small_nt<2>(g, n0, n1); break;
-        case 3: small_nt<3>(g, n0, n1); break;
-        default: small_nt<4>(g, n0, n1); break;
-        }
-    } else {
-        switch (g.M) {
-        case 1: small_nn<1>(g, n0, n1); break;
-        case 2: small_nn<2>(g, n0, n1); break;
-        case 3: small_nn<3>(g, n0, n1); break;
-        default: small_nn<4>(g, n0, n1); break;
+    // Column blocks small enough that their B data stays in L2 while every 2-row block of A
+    // passes over it (2 rows x 4 vectors of accumulators fit the 16 ymm registers).
+    const int64_t NB = g.trans_b ? 32 : 128;
+    for (int64_t nb = n0; nb < n1; nb += NB) {
+        const int64_t ne = n1 - nb < NB ? n1 : nb + NB;
+        for (int64_t i = 0; i < g.M; i += 2) {
+            const bool two = g.M - i >= 2;
+            if (g.trans_b) {
+                if (two)
+                    small_nt<2>(g, i, nb, ne);
+                else
+                    small_nt<1>(g, i, nb, ne);
+            } else {
+                if (two)
+                    small_nn<2>(g, i, nb, ne);
+                else
+                    small_nn<1>(g, i, nb, ne);
+            }
         }
     }
 }

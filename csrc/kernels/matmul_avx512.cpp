@@ -90,7 +90,9 @@ static const UkernelFn kUkernels[MR + 1] = {
 
 // Small-M, B [K, N]: C[0:ROWS, n0:n0+64] from 4 zmm columns per row, B streamed once.
 template <int ROWS>
-static inline void small_nn(const GemmArgs& g, int64_t n0, int64_t n1) {
+static inline void small_nn(const GemmArgs& g, int64_t i0, int64_t n0, int64_t n1) {
+    const float* A = g.A + i0 * g.lda;
+    float* C = g.C + i0 * g.ldc;
     for (int64_t n = n0; n < n1; n += 64) {
         const int64_t w = n1 - n;
         __mmask16 mk[4];
@@ -103,19 +105,21 @@ static inline void small_nn(const GemmArgs& g, int64_t n0, int64_t n1) {
             __m512 bv[4];
             for (int v = 0; v < 4; ++v) bv[v] = _mm512_maskz_loadu_ps(mk[v], b + 16 * v);
             for (int i = 0; i < ROWS; ++i) {
-                const __m512 a = _mm512_set1_ps(g.A[i * g.lda + k]);
+                const __m512 a = _mm512_set1_ps(A[i * g.lda + k]);
                 for (int v = 0; v < 4; ++v) acc[i][v] = _mm512_fmadd_ps(a, bv[v], acc[i][v]);
             }
         }
         for (int i = 0; i < ROWS; ++i)
             for (int v = 0; v < 4; ++v)
-                if (mk[v]) store_tile(g.C + i * g.ldc + n + 16 * v, acc[i][v], mk[v], g.beta);
+                if (mk[v]) store_tile(C + i * g.ldc + n + 16 * v, acc[i][v], mk[v], g.beta);
     }
 }
 
 // Small-M, B [N, K]: dot products, 4 rows of B at a time, horizontal sums at the end.
 template <int ROWS>
-static inline void small_nt(const GemmArgs& g, int64_t n0, int64_t n1) {
+static inline void small_nt(const GemmArgs& g, int64_t i0, int64_t n0, int64_t n1) {
+    const float* A = g.A + i0 * g.lda;
+    float* C = g.C + i0 * g.ldc;
     const int64_t K = g.K;
     const __mmask16 kt = tail_mask(K % 16);
     const int64_t kfull = K - K % 16;
@@ -132,12 +136,12 @@ static inline void small_nt(const GemmArgs& g, int64_t n0, int64_t n1) {
             __m512 bv[4];
             for (int j = 0; j < 4; ++j) bv[j] = _mm512_maskz_loadu_ps(m, brow[j] + k);
             for (int i = 0; i < ROWS; ++i) {
-                const __m512 a = _mm512_maskz_loadu_ps(m, g.A + i * g.lda + k);
+                const __m512 a = _mm512_maskz_loadu_ps(m, A + i * g.lda + k);
                 for (int j = 0; j < 4; ++j) acc[i][j] = _mm512_fmadd_ps(a, bv[j], acc[i][j]);
             }
         }
         for (int i = 0; i < ROWS; ++i) {
-            float* c = g.C + i * g.ldc + n;
+            float* c = C + i * g.ldc + n;
             for (int j = 0; j < nb; ++j) {
                 const float s = hsum(acc[i][j]);
                 c[j] = g.beta == 0.0f ? s : s + g.beta * c[j];
@@ -211,19 +215,28 @@ void gemm_macro(int64_t mlen, int64_t nlen, int64_t kc, const float* Ap, const f
 
 void gemm_small_m(const GemmArgs& g, int64_t n0, int64_t n1) {
     // Contract: g.M <= kGemmSmallM and !g.trans_a (the dispatcher materializes op(A)).
-    if (g.trans_b) {
-        switch (g.M) {
-        case 1: small_nt<1>(g, n0, n1); break;
-        case 2: small_nt<2>(g, n0, n1); break;
-        case 3: small_nt<3>(g, n0, n1); break;
-        default: small_nt<4>(g, n0, n1); break;
-        }
-    } else {
-        switch (g.M) {
-        case 1: small_nn<1>(g, n0, n1); break;
-        case 2: small_nn<2>(g, n0, n1); break;
-        case 3: small_nn<3>(g, n0, n1); break;
-        default: small_nn<4>(g, n0, n1); break;
+    // Column blocks small enough that their B data stays in L2 while every 4-row block of A
+    // passes over it.
+    const int64_t NB = g.trans_b ? 32 : 128;
+    for (int64_t nb = n0; nb < n1; nb += NB) {
+        const int64_t ne = n1 - nb < NB ? n1 : nb + NB;
+        for (int64_t i = 0; i < g.M; i += 4) {
+            const int64_t rows = g.M - i < 4 ? g.M - i : 4;
+            if (g.trans_b) {
+                switch (rows) {
+                case 1: small_nt<1>(g, i, nb, ne); break;
+                case 2: small_nt<2>(g, i, nb, ne); break;
+                case 3: small_nt<3>(g, i, nb, ne); break;
+                default: small_nt<4>(g, i, nb, ne); break;
+                }
+            } else {
+                switch (rows) {
+                case 1: small_nn<1>(g, i, nb, ne); break;
+                case 2: small_nn<2>(g, i, nb, ne); break;
+                case 3: small_nn<3>(g, i, nb, ne); break;
+                default: small_nn<4>(g, i, nb, ne); break;
+                }
+            }
         }
     }
 }
