@@ -140,22 +140,61 @@ static inline void small_nt(const GemmArgs& g, int64_t i0, int64_t n0, int64_t n
     }
 }
 
+// In-register 8 x 8 transpose: r[i] holds row i on entry, column i on return (24 shuffles).
+static inline void transpose8(__m256* r) {
+    __m256 t[8];
+    for (int i = 0; i < 4; ++i) {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    // u[4i + j], 128-bit half L: column 4L + j of rows 4i .. 4i + 3.
+    __m256 u[8];
+    for (int i = 0; i < 2; ++i) {
+        u[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+        u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+    for (int j = 0; j < 4; ++j) {
+        r[j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x20);
+        r[4 + j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x31);
+    }
+}
+
+// dst[k * dst_ld + i] = src[i * ld + k] for k < kc and i < store_lanes (<= 8); source rows
+// i >= rows read as 0. Packs a row-major block as k-major panel columns.
+static void pack_transposed(const float* src, int64_t ld, int64_t rows, int64_t kc, float* dst,
+                            int64_t dst_ld, int store_lanes) {
+    const __m256i sm = lane_mask(store_lanes);
+    for (int64_t k = 0; k < kc; k += 8) {
+        const int64_t kn = kc - k < 8 ? kc - k : 8;
+        __m256 r[8];
+        for (int i = 0; i < 8; ++i)
+            r[i] = i < rows ? load_part(src + i * ld + k, kn) : _mm256_setzero_ps();
+        transpose8(r);
+        for (int64_t c = 0; c < kn; ++c) {
+            if (store_lanes == 8)
+                _mm256_storeu_ps(dst + (k + c) * dst_ld, r[c]);
+            else
+                _mm256_maskstore_ps(dst + (k + c) * dst_ld, sm, r[c]);
+        }
+    }
+}
+
 }  // namespace
 
 void gemm_pack_a(const GemmArgs& g, int64_t m0, int64_t mlen, int64_t k0, int64_t kc, float* Ap) {
+    const __m256i six = lane_mask(MR);
     for (int64_t p = 0; p < mlen; p += MR, Ap += MR * kc) {
         const int64_t rows = mlen - p < MR ? mlen - p : MR;
-        for (int64_t i = 0; i < MR; ++i) {
-            if (i >= rows) {
-                for (int64_t k = 0; k < kc; ++k) Ap[k * MR + i] = 0.0f;
-            } else if (g.trans_a) {
-                // A is [K, M]: element (m, k) at A[k * lda + m].
-                const float* a = g.A + k0 * g.lda + m0 + p + i;
-                for (int64_t k = 0; k < kc; ++k) Ap[k * MR + i] = a[k * g.lda];
-            } else {
-                const float* a = g.A + (m0 + p + i) * g.lda + k0;
-                for (int64_t k = 0; k < kc; ++k) Ap[k * MR + i] = a[k];
-            }
+        if (g.trans_a) {
+            // A is [K, M]: a panel row (fixed k) is contiguous in A.
+            const float* a = g.A + k0 * g.lda + m0 + p;
+            for (int64_t k = 0; k < kc; ++k, a += g.lda)
+                _mm256_maskstore_ps(Ap + k * MR, six, load_part(a, rows));
+        } else {
+            // A is [M, K]: transpose `rows` rows into the k-major panel.
+            pack_transposed(g.A + (m0 + p) * g.lda + k0, g.lda, rows, kc, Ap, MR, MR);
         }
     }
 }
@@ -171,15 +210,10 @@ void gemm_pack_b(const GemmArgs& g, int64_t n0, int64_t nlen, int64_t k0, int64_
                 _mm256_storeu_ps(Bp + k * NR + 8, load_part(b + 8, cols - 8));
             }
         } else {
-            // B is [N, K]: transpose `cols` rows of B into the k-major panel.
-            for (int64_t j = 0; j < NR; ++j) {
-                if (j < cols) {
-                    const float* b = g.B + (n0 + p + j) * g.ldb + k0;
-                    for (int64_t k = 0; k < kc; ++k) Bp[k * NR + j] = b[k];
-                } else {
-                    for (int64_t k = 0; k < kc; ++k) Bp[k * NR + j] = 0.0f;
-                }
-            }
+            // B is [N, K]: transpose `cols` rows of B into the k-major panel, 8 at a time.
+            const float* b = g.B + (n0 + p) * g.ldb + k0;
+            pack_transposed(b, g.ldb, cols, kc, Bp, NR, 8);
+            pack_transposed(cols > 8 ? b + 8 * g.ldb : b, g.ldb, cols - 8, kc, Bp + 8, NR, 8);
         }
     }
 }

@@ -150,6 +150,49 @@ static inline void small_nt(const GemmArgs& g, int64_t i0, int64_t n0, int64_t n
     }
 }
 
+// In-register 16 x 16 transpose: r[i] holds row i on entry, column i on return (64 shuffles).
+static inline void transpose16(__m512* r) {
+    __m512 t[16];
+    for (int i = 0; i < 8; ++i) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    // r[4i + j], 128-bit lane L: column 4L + j of rows 4i .. 4i + 3.
+    for (int i = 0; i < 4; ++i) {
+        r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+        r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+    // Per j, a 4 x 4 transpose of 128-bit blocks across r[j], r[4 + j], r[8 + j], r[12 + j].
+    for (int j = 0; j < 4; ++j) {
+        const __m512 p0 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88);
+        const __m512 p1 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xDD);
+        const __m512 p2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88);
+        const __m512 p3 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xDD);
+        t[j] = _mm512_shuffle_f32x4(p0, p2, 0x88);
+        t[8 + j] = _mm512_shuffle_f32x4(p0, p2, 0xDD);
+        t[4 + j] = _mm512_shuffle_f32x4(p1, p3, 0x88);
+        t[12 + j] = _mm512_shuffle_f32x4(p1, p3, 0xDD);
+    }
+    for (int i = 0; i < 16; ++i) r[i] = t[i];
+}
+
+// dst[k * dst_ld + i] = src[i * ld + k] for k < kc and the lanes i in store_mask; source rows
+// i >= rows read as 0. Packs a row-major block as k-major panel columns.
+static void pack_transposed(const float* src, int64_t ld, int64_t rows, int64_t kc, float* dst,
+                            int64_t dst_ld, __mmask16 store_mask) {
+    for (int64_t k = 0; k < kc; k += 16) {
+        const int64_t kn = kc - k < 16 ? kc - k : 16;
+        const __mmask16 lm = tail_mask(kn);
+        __m512 r[16];
+        for (int i = 0; i < 16; ++i)
+            r[i] = i < rows ? _mm512_maskz_loadu_ps(lm, src + i * ld + k) : _mm512_setzero_ps();
+        transpose16(r);
+        for (int64_t c = 0; c < kn; ++c) _mm512_mask_storeu_ps(dst + (k + c) * dst_ld, store_mask, r[c]);
+    }
+}
+
 }  // namespace
 
 void gemm_pack_a(const GemmArgs& g, int64_t m0, int64_t mlen, int64_t k0, int64_t kc, float* Ap) {
@@ -163,14 +206,7 @@ void gemm_pack_a(const GemmArgs& g, int64_t m0, int64_t mlen, int64_t k0, int64_
                 _mm512_mask_storeu_ps(Ap + k * MR, 0x3FFF, _mm512_maskz_loadu_ps(m, a));
         } else {
             // A is [M, K]: transpose `rows` rows into the k-major panel.
-            for (int64_t i = 0; i < MR; ++i) {
-                if (i < rows) {
-                    const float* a = g.A + (m0 + p + i) * g.lda + k0;
-                    for (int64_t k = 0; k < kc; ++k) Ap[k * MR + i] = a[k];
-                } else {
-                    for (int64_t k = 0; k < kc; ++k) Ap[k * MR + i] = 0.0f;
-                }
-            }
+            pack_transposed(g.A + (m0 + p) * g.lda + k0, g.lda, rows, kc, Ap, MR, 0x3FFF);
         }
     }
 }
@@ -187,15 +223,10 @@ void gemm_pack_b(const GemmArgs& g, int64_t n0, int64_t nlen, int64_t k0, int64_
                 _mm512_storeu_ps(Bp + k * NR + 16, _mm512_maskz_loadu_ps(m1, b + 16));
             }
         } else {
-            // B is [N, K]: transpose `cols` rows of B into the k-major panel.
-            for (int64_t j = 0; j < NR; ++j) {
-                if (j < cols) {
-                    const float* b = g.B + (n0 + p + j) * g.ldb + k0;
-                    for (int64_t k = 0; k < kc; ++k) Bp[k * NR + j] = b[k];
-                } else {
-                    for (int64_t k = 0; k < kc; ++k) Bp[k * NR + j] = 0.0f;
-                }
-            }
+            // B is [N, K]: transpose `cols` rows of B into the k-major panel, 16 at a time.
+            const float* b = g.B + (n0 + p) * g.ldb + k0;
+            pack_transposed(b, g.ldb, cols, kc, Bp, NR, 0xFFFF);
+            pack_transposed(cols > 16 ? b + 16 * g.ldb : b, g.ldb, cols - 16, kc, Bp + 16, NR, 0xFFFF);
         }
     }
 }
