@@ -152,6 +152,9 @@ def test_matmul_errors():
         matmul(a, np.ones((4, 2), np.float32), out=np.zeros((3, 3), np.float32))
     with pytest.raises(ValueError, match="accumulate"):
         matmul(a, np.ones((4, 2), np.float32), accumulate=True)
+    with pytest.raises(ValueError, match="overlaps"):
+        sq = np.ones((4, 4), np.float32)
+        matmul(sq, sq[:, :2].copy(), out=sq[:, :2])
     with pytest.raises(ValueError, match="threads"):
         matmul(a, np.ones((4, 2), np.float32), threads=-1)
 

@@ -90,6 +90,9 @@ py::array matmul_py(const py::handle& a_obj, const py::handle& b_obj, bool trans
                                         ", expected (" + std::to_string(M) + ", " +
                                         std::to_string(N) + ")");
         if (!out.writeable()) throw std::invalid_argument("matmul: out is read-only");
+        py::object may_share = py::module_::import("numpy").attr("may_share_memory");
+        if (may_share(out, a).cast<bool>() || may_share(out, b).cast<bool>())
+            throw std::invalid_argument("matmul: out overlaps an input");
     }
     if (M == 0 || N == 0) return out;
     py::array out2 = a_vec ? out.reshape({(py::ssize_t)1, (py::ssize_t)N}) : out;
