@@ -2,14 +2,16 @@
 //
 // out[t, h, :] = sum_j softmax_j(score(t, h, j)) * v[j, h / G, :]   (G = Hq / Hkv)
 // score(t, h, j) = cap(scale * q[t, h, :] . k[j, h / G, :]),  cap(x) = softcap * tanh(x / softcap)
-// over the keys j that query t sees: with p = q_pos0 + t its absolute position,
-//   causal:     j <= p;   window > 0 (causal only): p - j < window (the last `window` positions,
-//   itself included: llama.cpp's sliding window);   not causal: every j in [0, S).
+// over the keys j in [0, S) that query t sees: with p = q_pos0 + t its absolute position,
+//   causal: j <= p;   window > 0: also p - j < window (the last `window` positions, itself
+//   included: llama.cpp's sliding window; the Python API allows it only with causal).
 // A query that sees no key gets zeros.
 //
 // Flash-style (Dao et al., 2022) on the CPU: keys are visited in tiles with a running max m,
 // running sum l and an unnormalized accumulator per query row, so no [T, S] score matrix
-// exists; work is split over (query tile, head) units, each independent of the thread count.
+// exists. Prefill splits the work over (16-query tile, head) units; decode (T == 1) over
+// (kv head, key chunk) units whose partial states are merged. Nothing depends on the thread
+// count, so results are bit-identical for any number of threads.
 //
 // Shapes (all float32, unit stride along D; the other strides are free so K/V may be slices
 // of a larger cache): q [T, Hq, D], k [S, Hkv, D], v [S, Hkv, D], out [T, Hq, D].

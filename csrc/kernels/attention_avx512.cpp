@@ -18,7 +18,7 @@ namespace {
 constexpr int kGroupMinRows = 6;  // below this, the single-row path wastes fewer lanes
 constexpr int kGroupMaxD = 256;   // Q^T and K-tile buffers live on the stack
 
-// acc[c] (lanes = rows) = sum_d qt[d][lane] * kc[c][d] for the 16 keys of kc (row stride ldk).
+// acc[c] (lanes = rows) = sum_d qt[d][lane] * kc[c][d] for the 16 keys of kc (row stride D_).
 template <int D_>
 static inline void qk_fixed(const float* qt, const float* kc, __m512* acc) {
 #pragma GCC unroll 2
