@@ -14,9 +14,9 @@ import sys
 import time
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
-import numpy as np  # noqa: E402
+import numpy as np
 
-import pylm  # noqa: E402
+import pylm
 
 CASES = [  # name, T, S, Hq, Hkv, D, window
     ("smollm2 prefill", 512, 512, 9, 3, 64, 0),
@@ -62,25 +62,38 @@ def main() -> int:
         pairs = int((pos - lo + 1).sum())
         flops = 4.0 * D * Hq * pairs
 
-        def timeit(fn):
-            fn()
+        def timeit(fn, *fargs, **kw):
+            fn(*fargs, **kw)
             best = float("inf")
             for _ in range(args.reps):
                 t = clock()
-                fn()
+                fn(*fargs, **kw)
                 best = min(best, clock() - t)
             return best
 
-        t_np = timeit(lambda: numpy_attention(q, k, v, window))
+        t_np = timeit(numpy_attention, q, k, v, window)
         for isa in pylm.available_isas():
             with pylm.use_isa(isa):
-                t = timeit(lambda: pylm.ops.attention(q, k, v, window=window,
-                                                      threads=args.threads))
-            row = dict(case=name, isa=isa, T=T, S=S, Hq=Hq, Hkv=Hkv, D=D, window=window,
-                       ms=t * 1e3, gflops=flops / t / 1e9, numpy_ms=t_np * 1e3)
+                t = timeit(pylm.ops.attention, q, k, v, window=window, threads=args.threads)
+            row = {
+                "case": name,
+                "isa": isa,
+                "T": T,
+                "S": S,
+                "Hq": Hq,
+                "Hkv": Hkv,
+                "D": D,
+                "window": window,
+                "ms": t * 1e3,
+                "gflops": flops / t / 1e9,
+                "numpy_ms": t_np * 1e3,
+            }
             rows.append(row)
-            print(f"{name:20s} {isa:7s} {t * 1e3:8.2f} ms {row['gflops']:7.1f} GFLOP/s"
-                  f"   numpy-materialized {t_np * 1e3:8.2f} ms", flush=True)
+            print(
+                f"{name:20s} {isa:7s} {t * 1e3:8.2f} ms {row['gflops']:7.1f} GFLOP/s"
+                f"   numpy-materialized {t_np * 1e3:8.2f} ms",
+                flush=True,
+            )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -69,7 +69,9 @@ def test_prefill(isa, T, S, Hq, Hkv, D):
 
 
 @pytest.mark.parametrize("S", [1, 17, 64, 65, 600])
-@pytest.mark.parametrize("Hq,Hkv,D", [(9, 3, 64), (4, 1, 256), (8, 8, 128), (16, 1, 64), (12, 2, 80)])
+@pytest.mark.parametrize(
+    "Hq,Hkv,D", [(9, 3, 64), (4, 1, 256), (8, 8, 128), (16, 1, 64), (12, 2, 80)]
+)
 def test_decode(isa, S, Hq, Hkv, D):
     q, k, v = qkv(S + D, 1, S, Hq, Hkv, D)
     check(attention(q, k, v), reference(q, k, v))
@@ -86,12 +88,12 @@ def test_q_pos0(isa, q_pos0):
     "T,S,Hq,Hkv,D,window",
     [
         (40, 700, 4, 1, 256, 512),  # Gemma 3 local layers, last 40 positions
-        (1, 700, 9, 3, 64, 512),    # decode past the window
-        (1, 300, 16, 2, 64, 100),   # decode, 8 heads per kv head
+        (1, 700, 9, 3, 64, 512),  # decode past the window
+        (1, 300, 16, 2, 64, 100),  # decode, 8 heads per kv head
         (100, 100, 9, 3, 64, 16),
         (30, 30, 4, 2, 128, 3),
-        (30, 30, 2, 1, 64, 1),      # only itself
-        (20, 20, 2, 1, 64, 50),     # window longer than the sequence
+        (30, 30, 2, 1, 64, 1),  # only itself
+        (20, 20, 2, 1, 64, 50),  # window longer than the sequence
     ],
 )
 def test_sliding_window(isa, T, S, Hq, Hkv, D, window):
@@ -104,14 +106,14 @@ def test_softcap(isa, softcap):
     q, k, v = qkv(3, 30, 30, 4, 1, 256)
     q *= 3.0  # scores large enough for the cap to matter
     check(attention(q, k, v, softcap=softcap), reference(q, k, v, softcap=softcap))
-    check(attention(q, k, v, softcap=softcap, window=7),
-          reference(q, k, v, softcap=softcap, window=7))
+    check(
+        attention(q, k, v, softcap=softcap, window=7), reference(q, k, v, softcap=softcap, window=7)
+    )
 
 
 def test_scale_and_non_causal(isa):
     q, k, v = qkv(4, 13, 29, 6, 2, 64)
-    check(attention(q, k, v, scale=0.3, causal=False),
-          reference(q, k, v, scale=0.3, causal=False))
+    check(attention(q, k, v, scale=0.3, causal=False), reference(q, k, v, scale=0.3, causal=False))
     q2, k2, v2 = qkv(5, 20, 20, 2, 2, 100)
     check(attention(q2, k2, v2, causal=False), reference(q2, k2, v2, causal=False))
 
@@ -130,7 +132,7 @@ def test_strided_cache_views(isa):
     rng = np.random.default_rng(8)
     T, Hq, Hkv, D = 24, 9, 3, 64
     fused = rng.standard_normal((T, Hq + 2 * Hkv, D), dtype=np.float32)
-    q, k, v = fused[:, :Hq], fused[:, Hq:Hq + Hkv], fused[:, Hq + Hkv:]
+    q, k, v = fused[:, :Hq], fused[:, Hq : Hq + Hkv], fused[:, Hq + Hkv :]
     check(attention(q, k, v), reference(q, k, v))
     cache = rng.standard_normal((2, 100, Hkv, D), dtype=np.float32)
     kc, vc = cache[0, :60], cache[1, :60]

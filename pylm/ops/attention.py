@@ -52,6 +52,14 @@ def attention(
         ValueError: bad dtype/rank/shape (message names the shapes), Hq % Hkv != 0, negative
             window / q_pos0 / softcap, or T > S with no q_pos0.
     """
-    return _core.attention(q, k, v, None if scale is None else float(scale), bool(causal),
-                           int(window), None if q_pos0 is None else int(q_pos0), float(softcap),
-                           int(threads))
+    return _core.attention(
+        q,
+        k,
+        v,
+        None if scale is None else float(scale),
+        bool(causal),
+        int(window),
+        None if q_pos0 is None else int(q_pos0),
+        float(softcap),
+        int(threads),
+    )

@@ -2,7 +2,7 @@
 
 >>> import numpy as np, pylm
 >>> a = np.ones((2, 3), np.float32); b = np.ones((3, 4), np.float32)
->>> pylm.ops.matmul(a, b)[0, 0]
+>>> float(pylm.ops.matmul(a, b)[0, 0])
 3.0
 """
 
@@ -43,5 +43,6 @@ def matmul(
     Raises:
         ValueError: wrong dtype (not float32), wrong rank, or shapes that do not align.
     """
-    return _core.matmul(a, b, bool(transpose_b), bool(transpose_a), int(threads), out,
-                        bool(accumulate))
+    return _core.matmul(
+        a, b, bool(transpose_b), bool(transpose_a), int(threads), out, bool(accumulate)
+    )
