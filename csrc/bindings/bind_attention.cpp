@@ -15,7 +15,8 @@ namespace {
 
 py::array check3d(const py::handle& obj, const char* what, const char* dims) {
     py::array arr = py::array::ensure(obj);
-    if (!arr) throw std::invalid_argument(std::string("attention: ") + what + " must be a numpy array");
+    if (!arr)
+        throw std::invalid_argument(std::string("attention: ") + what + " must be a numpy array");
     if (!arr.dtype().is(py::dtype::of<float>()))
         throw std::invalid_argument(std::string("attention: ") + what +
                                     " must have dtype float32, got " +
@@ -35,8 +36,8 @@ py::array attention_py(const py::handle& q_obj, const py::handle& k_obj, const p
                        const py::object& q_pos0_obj, float softcap, int threads) {
     py::array q = check3d(q_obj, "q", "(T, Hq, D)"), k = check3d(k_obj, "k", "(S, Hkv, D)"),
               v = check3d(v_obj, "v", "(S, Hkv, D)");
-    const std::string shapes =
-        " (q.shape=" + shape_str(q) + ", k.shape=" + shape_str(k) + ", v.shape=" + shape_str(v) + ")";
+    const std::string shapes = " (q.shape=" + shape_str(q) + ", k.shape=" + shape_str(k) +
+                               ", v.shape=" + shape_str(v) + ")";
     if (k.shape(0) != v.shape(0) || k.shape(1) != v.shape(1) || k.shape(2) != v.shape(2))
         throw std::invalid_argument("attention: k and v shapes differ" + shapes);
     const int64_t T = q.shape(0), S = k.shape(0);
@@ -50,7 +51,8 @@ py::array attention_py(const py::handle& q_obj, const py::handle& k_obj, const p
         throw std::invalid_argument("attention: Hq=" + std::to_string(Hq) +
                                     " is not a multiple of Hkv=" + std::to_string(Hkv) + shapes);
     if (window < 0)
-        throw std::invalid_argument("attention: window must be >= 0, got " + std::to_string(window));
+        throw std::invalid_argument("attention: window must be >= 0, got " +
+                                    std::to_string(window));
     if (window > 0 && !causal)
         throw std::invalid_argument("attention: window=" + std::to_string(window) +
                                     " needs causal=True");
@@ -60,7 +62,8 @@ py::array attention_py(const py::handle& q_obj, const py::handle& k_obj, const p
     float scale = 1.0f / std::sqrt(static_cast<float>(D));
     if (!scale_obj.is_none()) scale = scale_obj.cast<float>();
     if (!std::isfinite(scale))
-        throw std::invalid_argument("attention: scale must be finite, got " + std::to_string(scale));
+        throw std::invalid_argument("attention: scale must be finite, got " +
+                                    std::to_string(scale));
     int64_t q_pos0 = 0;
     if (!q_pos0_obj.is_none()) {
         q_pos0 = q_pos0_obj.cast<int64_t>();

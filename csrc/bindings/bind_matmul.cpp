@@ -24,9 +24,11 @@ struct MatView {
 
 py::array check_f32(const py::handle& obj, const char* what) {
     py::array arr = py::array::ensure(obj);
-    if (!arr) throw std::invalid_argument(std::string("matmul: ") + what + " must be a numpy array");
+    if (!arr)
+        throw std::invalid_argument(std::string("matmul: ") + what + " must be a numpy array");
     if (!arr.dtype().is(py::dtype::of<float>()))
-        throw std::invalid_argument(std::string("matmul: ") + what + " must have dtype float32, got " +
+        throw std::invalid_argument(std::string("matmul: ") + what +
+                                    " must have dtype float32, got " +
                                     std::string(py::str(arr.dtype())));
     return arr;
 }
@@ -69,16 +71,16 @@ py::array matmul_py(const py::handle& a_obj, const py::handle& b_obj, bool trans
     const int64_t M = transpose_a ? av.cols : av.rows, K = transpose_a ? av.rows : av.cols;
     const int64_t Kb = transpose_b ? bv.cols : bv.rows, N = transpose_b ? bv.rows : bv.cols;
     if (K != Kb)
-        throw std::invalid_argument(
-            "matmul: shapes a" + a_shape + (transpose_a ? ".T" : "") +
-            " and b" + shape_str(b) + (transpose_b ? ".T" : "") + " do not align: K=" +
-            std::to_string(K) + " vs " + std::to_string(Kb));
+        throw std::invalid_argument("matmul: shapes a" + a_shape + (transpose_a ? ".T" : "") +
+                                    " and b" + shape_str(b) + (transpose_b ? ".T" : "") +
+                                    " do not align: K=" + std::to_string(K) + " vs " +
+                                    std::to_string(Kb));
     const int nthreads = resolve_threads(threads);
 
     py::array out;
-    std::vector<py::ssize_t> out_shape = a_vec ? std::vector<py::ssize_t>{(py::ssize_t)N}
-                                               : std::vector<py::ssize_t>{(py::ssize_t)M,
-                                                                          (py::ssize_t)N};
+    std::vector<py::ssize_t> out_shape =
+        a_vec ? std::vector<py::ssize_t>{(py::ssize_t)N}
+              : std::vector<py::ssize_t>{(py::ssize_t)M, (py::ssize_t)N};
     if (out_obj.is_none()) {
         if (accumulate) throw std::invalid_argument("matmul: accumulate=True needs out=");
         out = py::array_t<float>(out_shape);
@@ -86,9 +88,8 @@ py::array matmul_py(const py::handle& a_obj, const py::handle& b_obj, bool trans
         out = check_f32(out_obj, "out");
         if (out.ndim() != (py::ssize_t)out_shape.size() || out.shape(0) != out_shape[0] ||
             (!a_vec && out.shape(1) != out_shape[1]))
-            throw std::invalid_argument("matmul: out has shape " + shape_str(out) +
-                                        ", expected (" + std::to_string(M) + ", " +
-                                        std::to_string(N) + ")");
+            throw std::invalid_argument("matmul: out has shape " + shape_str(out) + ", expected (" +
+                                        std::to_string(M) + ", " + std::to_string(N) + ")");
         if (!out.writeable()) throw std::invalid_argument("matmul: out is read-only");
         py::object may_share = py::module_::import("numpy").attr("may_share_memory");
         if (may_share(out, a).cast<bool>() || may_share(out, b).cast<bool>())

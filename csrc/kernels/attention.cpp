@@ -58,8 +58,8 @@ void run_unit(const AttnArgs& a, FoldFn fold, int h, int64_t t0, int64_t t1, flo
     if (a.window > 0 && q.pos0 - a.window + 1 > lo) lo = q.pos0 - a.window + 1;
     if (lo <= hi) {
         const int kvh = h / (a.Hq / a.Hkv);
-        fold(q, a.k + lo * a.k_st + kvh * a.k_sh, a.k_st, a.v + lo * a.v_st + kvh * a.v_sh,
-             a.v_st, lo, hi - lo + 1, st);
+        fold(q, a.k + lo * a.k_st + kvh * a.k_sh, a.k_st, a.v + lo * a.v_st + kvh * a.v_sh, a.v_st,
+             lo, hi - lo + 1, st);
     }
     attn_state_finish(q, st, a.out + t0 * a.o_st + h * a.o_sh, a.o_st);
 }

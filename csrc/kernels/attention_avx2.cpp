@@ -124,14 +124,14 @@ static void fold_group(const AttnRows& q, int r0, int R, const float* k, int64_t
                     mk = _mm256_setzero_ps();
             } else if (q.causal) {
                 const int lo = rel < 0 ? -1 : (rel > 8 ? 8 : (int)rel - 1);
-                mk = _mm256_and_ps(mk, _mm256_castsi256_ps(
-                                           _mm256_cmpgt_epi32(iota, _mm256_set1_epi32(lo))));
+                mk = _mm256_and_ps(
+                    mk, _mm256_castsi256_ps(_mm256_cmpgt_epi32(iota, _mm256_set1_epi32(lo))));
             }
             if (q.pos_step != 0 && q.window > 0) {
                 const int64_t h = rel + q.window;
                 const int hi = h < 0 ? 0 : (h > 8 ? 8 : (int)h);
-                mk = _mm256_and_ps(mk, _mm256_castsi256_ps(
-                                           _mm256_cmpgt_epi32(_mm256_set1_epi32(hi), iota)));
+                mk = _mm256_and_ps(
+                    mk, _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(hi), iota)));
             }
             km[c] = mk;
             any = _mm256_or_ps(any, mk);
@@ -141,7 +141,8 @@ static void fold_group(const AttnRows& q, int r0, int R, const float* k, int64_t
         if (ldk != D || nk < 16) {
             for (int c = 0; c < 16; ++c)
                 for (int d = 0; d < D; d += 8) {
-                    const __m256 x = c < nk ? load_part(kc + c * ldk + d, D - d) : _mm256_setzero_ps();
+                    const __m256 x =
+                        c < nk ? load_part(kc + c * ldk + d, D - d) : _mm256_setzero_ps();
                     if (D - d >= 8)
                         _mm256_storeu_ps(kbuf + c * D + d, x);
                     else
@@ -166,8 +167,8 @@ static void fold_group(const AttnRows& q, int r0, int R, const float* k, int64_t
         }
         const __m256 m_new = _mm256_max_ps(m, mt);
         // Rows that have seen no key yet keep m = -inf: subtract 0 there instead (no inf - inf).
-        const __m256 m_sub = _mm256_blendv_ps(m_new, _mm256_setzero_ps(),
-                                              _mm256_cmp_ps(m_new, neg_inf, _CMP_EQ_OQ));
+        const __m256 m_sub =
+            _mm256_blendv_ps(m_new, _mm256_setzero_ps(), _mm256_cmp_ps(m_new, neg_inf, _CMP_EQ_OQ));
         const __m256 corr = exp_ps(_mm256_sub_ps(m, m_sub));
         __m256 sum = _mm256_setzero_ps();
         for (int c = 0; c < nk; ++c) {

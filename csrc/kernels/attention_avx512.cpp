@@ -78,7 +78,7 @@ static void pv_rows(const float* pt, const float* corr, int nk, const float* v, 
 static void fold_group(const AttnRows& q, int r0, int R, const float* k, int64_t ldk,
                        const float* v, int64_t ldv, int64_t j0, int64_t n, AttnState& st) {
     const int D = q.D;
-    alignas(64) float qt[16 * kGroupMaxD];  // Q^T: [D][16 lanes], pre-scaled, lanes >= R zero
+    alignas(64) float qt[16 * kGroupMaxD];    // Q^T: [D][16 lanes], pre-scaled, lanes >= R zero
     alignas(64) float kbuf[16 * kGroupMaxD];  // a contiguous, zero-padded copy of a K tile
     alignas(64) float pt[16 * 16];            // P^T of the tile: [key][lane]
     alignas(64) float corr_s[16];
@@ -136,8 +136,8 @@ static void fold_group(const AttnRows& q, int r0, int R, const float* k, int64_t
         }
         const __m512 m_new = _mm512_max_ps(m, mt);
         // Rows that have seen no key yet keep m = -inf: subtract 0 there instead (no inf - inf).
-        const __m512 m_sub = _mm512_mask_mov_ps(m_new, _mm512_cmp_ps_mask(m_new, neg_inf, _CMP_EQ_OQ),
-                                                _mm512_setzero_ps());
+        const __m512 m_sub = _mm512_mask_mov_ps(
+            m_new, _mm512_cmp_ps_mask(m_new, neg_inf, _CMP_EQ_OQ), _mm512_setzero_ps());
         const __m512 corr = exp_ps(_mm512_sub_ps(m, m_sub));
         __m512 sum = _mm512_setzero_ps();
         for (int c = 0; c < nk; ++c) {

@@ -19,7 +19,7 @@ void attn_fold_keys(const AttnRows& q, const float* k, int64_t ldk, const float*
         float m = st.m[r], l = st.l[r];
         for (int64_t c = 0; c < n; ++c) {
             const int64_t j = j0 + c;
-            if (q.causal && j > p) break;                    // keys past the query
+            if (q.causal && j > p) break;                     // keys past the query
             if (q.window > 0 && p - j >= q.window) continue;  // keys left of the window
             const float* kc = k + c * ldk;
             float s = 0.0f;

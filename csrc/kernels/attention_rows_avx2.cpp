@@ -1,7 +1,8 @@
 // AVX2 + FMA attention fold, one query row at a time (decode; see attention.h), the 8-lane
-// twin of attention_rows_avx512.cpp: keys in tiles of Bk (64 / 32 / 16 for D <= 64 / 128 / more), per row: scores 8 keys at a
-// time (8 dot-product accumulators, one transpose-add tree -> a vector of 8 scores), tile max,
-// exp, one rescale per tile, then acc[0:D] += p_c * v_c with up to 8 ymm of the row in registers.
+// twin of attention_rows_avx512.cpp: keys in tiles of Bk (64 / 32 / 16 for D <= 64 / 128 / more),
+// per row: scores 8 keys at a time (8 dot-product accumulators, one transpose-add tree -> a vector
+// of 8 scores), tile max, exp, one rescale per tile, then acc[0:D] += p_c * v_c with up to 8 ymm of
+// the row in registers.
 #include "kernels/attention_simd_avx2.h"
 
 namespace pylm {
@@ -128,8 +129,8 @@ void attn_fold_rows(const AttnRows& q, int ra, int rb, const float* k, int64_t l
                 // valid lanes: ca - b <= lane < cb - b
                 const __m256i lo = _mm256_set1_epi32((int)(ca - b > 0 ? ca - b : 0) - 1);
                 const __m256i hi = _mm256_set1_epi32((int)(cb - b < 8 ? cb - b : 8));
-                const __m256 valid = _mm256_castsi256_ps(_mm256_and_si256(
-                    _mm256_cmpgt_epi32(iota, lo), _mm256_cmpgt_epi32(hi, iota)));
+                const __m256 valid = _mm256_castsi256_ps(
+                    _mm256_and_si256(_mm256_cmpgt_epi32(iota, lo), _mm256_cmpgt_epi32(hi, iota)));
                 sv = _mm256_blendv_ps(neg_inf, sv, valid);
                 _mm256_store_ps(s + b, sv);
                 mx = _mm256_max_ps(mx, sv);

@@ -63,7 +63,8 @@ static inline void pv_pass(const float* p, int64_t ca, int64_t cb, const float* 
     __m512 o[NV], o2[NV];
 #pragma GCC unroll 8
     for (int i = 0; i < NV; ++i) {
-        o[i] = _mm512_mul_ps(_mm512_maskz_loadu_ps(i == NV - 1 ? last : 0xFFFF, acc + 16 * i), corr);
+        o[i] =
+            _mm512_mul_ps(_mm512_maskz_loadu_ps(i == NV - 1 ? last : 0xFFFF, acc + 16 * i), corr);
         o2[i] = _mm512_setzero_ps();
     }
     int64_t c = ca;
@@ -84,12 +85,13 @@ static inline void pv_pass(const float* p, int64_t ca, int64_t cb, const float* 
         const float* vc = v + c * ldv;
 #pragma GCC unroll 8
         for (int i = 0; i < NV; ++i)
-            o[i] = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(i == NV - 1 ? last : 0xFFFF, vc + 16 * i),
-                                   o[i]);
+            o[i] = _mm512_fmadd_ps(
+                w, _mm512_maskz_loadu_ps(i == NV - 1 ? last : 0xFFFF, vc + 16 * i), o[i]);
     }
 #pragma GCC unroll 8
     for (int i = 0; i < NV; ++i)
-        _mm512_mask_storeu_ps(acc + 16 * i, i == NV - 1 ? last : 0xFFFF, _mm512_add_ps(o[i], o2[i]));
+        _mm512_mask_storeu_ps(acc + 16 * i, i == NV - 1 ? last : 0xFFFF,
+                              _mm512_add_ps(o[i], o2[i]));
 }
 
 static void pv_row(const float* p, int64_t ca, int64_t cb, const float* v, int64_t ldv, float* acc,

@@ -38,8 +38,8 @@ static inline __m256 exp_ps(__m256 x) {
     y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
     y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
     y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    const __m256i e = _mm256_slli_epi32(
-        _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    const __m256i e =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     return _mm256_andnot_ps(tiny, _mm256_mul_ps(y, _mm256_castsi256_ps(e)));
 }
 
@@ -56,9 +56,9 @@ static inline __m256 tanh_ps(__m256 x) {
     const __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), x, x);
     const __m256 e = exp_ps(_mm256_add_ps(ax, ax));
     const __m256 big = _mm256_or_ps(
-        sign, _mm256_sub_ps(_mm256_set1_ps(1.0f),
-                            _mm256_div_ps(_mm256_set1_ps(2.0f),
-                                          _mm256_add_ps(e, _mm256_set1_ps(1.0f)))));
+        sign,
+        _mm256_sub_ps(_mm256_set1_ps(1.0f),
+                      _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, _mm256_set1_ps(1.0f)))));
     return _mm256_blendv_ps(big, small, _mm256_cmp_ps(ax, _mm256_set1_ps(0.625f), _CMP_LT_OQ));
 }
 

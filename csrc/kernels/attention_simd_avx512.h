@@ -44,9 +44,9 @@ static inline __m512 tanh_ps(__m512 x) {
     p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-3.33332819422e-1f));
     const __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(p, z), x, x);
     const __m512 e = exp_ps(_mm512_add_ps(ax, ax));
-    __m512 big = _mm512_sub_ps(_mm512_set1_ps(1.0f),
-                               _mm512_div_ps(_mm512_set1_ps(2.0f),
-                                             _mm512_add_ps(e, _mm512_set1_ps(1.0f))));
+    __m512 big =
+        _mm512_sub_ps(_mm512_set1_ps(1.0f),
+                      _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, _mm512_set1_ps(1.0f))));
     // copy the sign of x onto big
     big = _mm512_or_ps(big, _mm512_and_ps(x, _mm512_set1_ps(-0.0f)));
     const __mmask16 use_small = _mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.625f), _CMP_LT_OQ);

@@ -30,9 +30,9 @@ struct IsaGemm {
 };
 
 const IsaGemm* isa_gemm(Isa isa) {
-    static const IsaGemm k512 = {avx512::kGemmMR, avx512::kGemmNR, avx512::gemm_pack_a,
+    static const IsaGemm k512 = {avx512::kGemmMR,     avx512::kGemmNR,    avx512::gemm_pack_a,
                                  avx512::gemm_pack_b, avx512::gemm_macro, avx512::gemm_small_m};
-    static const IsaGemm k2 = {avx2::kGemmMR, avx2::kGemmNR, avx2::gemm_pack_a,
+    static const IsaGemm k2 = {avx2::kGemmMR,     avx2::kGemmNR,    avx2::gemm_pack_a,
                                avx2::gemm_pack_b, avx2::gemm_macro, avx2::gemm_small_m};
     switch (isa) {
     case Isa::Avx512: return &k512;
@@ -43,10 +43,10 @@ const IsaGemm* isa_gemm(Isa isa) {
 
 // Block sizes. KC: one B micro-panel (KC x NR) fits L1 next to the streaming A panel.
 constexpr int64_t kKC = 256;
-constexpr int64_t kNC = 4096;          // columns of op(B) packed at once (KC x NC: 4 MiB)
-constexpr int64_t kTileMPanels = 8;    // MC = 8 * MR rows per task
-constexpr int64_t kTileNPanels = 8;    // NCT = 8 * NR columns per task
-constexpr int64_t kMBPanels = 256;     // MB = 256 * MR rows of op(A) packed at once
+constexpr int64_t kNC = 4096;        // columns of op(B) packed at once (KC x NC: 4 MiB)
+constexpr int64_t kTileMPanels = 8;  // MC = 8 * MR rows per task
+constexpr int64_t kTileNPanels = 8;  // NCT = 8 * NR columns per task
+constexpr int64_t kMBPanels = 256;   // MB = 256 * MR rows of op(A) packed at once
 
 // A 64-byte aligned scratch buffer per calling thread, grown on demand and reused across calls
 // so repeated products do not page-fault fresh allocations.
@@ -82,8 +82,7 @@ int threads_for(int nthreads, double flops) {
 
 void gemm_scalar(const GemmArgs& g, int nthreads) {
     const int64_t grain = g.N * g.K >= 65536 ? 1 : ceil_div(65536, g.N * g.K + 1);
-    parallel_for(g.M, grain, nthreads,
-                 [&](int64_t b, int64_t e, int) { ref::gemm_rows(g, b, e); });
+    parallel_for(g.M, grain, nthreads, [&](int64_t b, int64_t e, int) { ref::gemm_rows(g, b, e); });
 }
 
 void gemm_small(const GemmArgs& g0, const IsaGemm& k, int nthreads) {

@@ -83,9 +83,9 @@ static void ukernel(int64_t kc, const float* Ap, const float* Bp, const TileOut*
 typedef void (*UkernelFn)(int64_t, const float*, const float*, const TileOut*);
 
 static const UkernelFn kUkernels[MR + 1] = {
-    nullptr,      ukernel<1>,  ukernel<2>,  ukernel<3>,  ukernel<4>,
-    ukernel<5>,   ukernel<6>,  ukernel<7>,  ukernel<8>,  ukernel<9>,
-    ukernel<10>,  ukernel<11>, ukernel<12>, ukernel<13>, ukernel<14>,
+    nullptr,     ukernel<1>,  ukernel<2>,  ukernel<3>,  ukernel<4>,
+    ukernel<5>,  ukernel<6>,  ukernel<7>,  ukernel<8>,  ukernel<9>,
+    ukernel<10>, ukernel<11>, ukernel<12>, ukernel<13>, ukernel<14>,
 };
 
 // Small-M, B [K, N]: C[0:ROWS, n0:n0+64] from 4 zmm columns per row, B streamed once.
@@ -189,7 +189,8 @@ static void pack_transposed(const float* src, int64_t ld, int64_t rows, int64_t 
         for (int i = 0; i < 16; ++i)
             r[i] = i < rows ? _mm512_maskz_loadu_ps(lm, src + i * ld + k) : _mm512_setzero_ps();
         transpose16(r);
-        for (int64_t c = 0; c < kn; ++c) _mm512_mask_storeu_ps(dst + (k + c) * dst_ld, store_mask, r[c]);
+        for (int64_t c = 0; c < kn; ++c)
+            _mm512_mask_storeu_ps(dst + (k + c) * dst_ld, store_mask, r[c]);
     }
 }
 
@@ -226,7 +227,8 @@ void gemm_pack_b(const GemmArgs& g, int64_t n0, int64_t nlen, int64_t k0, int64_
             // B is [N, K]: transpose `cols` rows of B into the k-major panel, 16 at a time.
             const float* b = g.B + (n0 + p) * g.ldb + k0;
             pack_transposed(b, g.ldb, cols, kc, Bp, NR, 0xFFFF);
-            pack_transposed(cols > 16 ? b + 16 * g.ldb : b, g.ldb, cols - 16, kc, Bp + 16, NR, 0xFFFF);
+            pack_transposed(cols > 16 ? b + 16 * g.ldb : b, g.ldb, cols - 16, kc, Bp + 16, NR,
+                            0xFFFF);
         }
     }
 }
