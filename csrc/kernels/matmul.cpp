@@ -10,7 +10,6 @@
 #include "kernels/matmul.h"
 
 #include <cstdlib>
-#include <cstring>
 #include <new>
 #include <vector>
 
