@@ -4,7 +4,8 @@
 // NOTE: gguf-py rounds with np.trunc(v * id + 8.5) (Q4_0), trunc((v - min) * id + 0.5)
 // (Q4_1/Q5_1), trunc(v * id + 16.5) (Q5_0) and round-half-away-from-zero (Q8_0), each a
 // float32 multiply then a float32 add. With -ffp-contract=off the C expressions below round
-// identically. The absmax element is the first one of largest |v| (np.argmax).
+// identically, and an int cast truncates like np.trunc for these small non-negative values.
+// The absmax element is the first one of largest |v| (np.argmax).
 #include "quant/quantize.h"
 
 #include <cmath>
@@ -27,6 +28,14 @@ inline float absmax_signed(const float* x, int n) {
 }
 
 inline float inverse_or_zero(float d) { return d == 0.0f ? 0.0f : 1.0f / d; }
+
+// roundf (half away from zero) without a libm call; exact: a - trunc(a) is representable.
+inline int round_half_away(float v) {
+    const float a = std::fabs(v);
+    int r = (int)a;
+    if (a - (float)r >= 0.5f) ++r;
+    return v < 0 ? -r : r;
+}
 
 void min_max(const float* x, int n, float* mn, float* mx) {
     *mn = *mx = x[0];
@@ -109,7 +118,7 @@ void quantize_q8(const float* x, Block* y, int64_t nb) {
         const float id = inverse_or_zero(d);
         int sum = 0;
         for (int j = 0; j < 32; ++j) {
-            const int q = (int)std::round(x[j] * id);  // half away from zero, like np_roundf
+            const int q = round_half_away(x[j] * id);  // like gguf's np_roundf
             y[i].qs[j] = (int8_t)q;
             sum += q;
         }
