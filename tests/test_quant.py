@@ -11,9 +11,8 @@ import functools
 
 import numpy as np
 import pytest
-from gguf import GGML_QUANT_SIZES
+from gguf import GGML_QUANT_SIZES, GGUFReader
 from gguf import GGMLQuantizationType as GT
-from gguf import GGUFReader
 from gguf.quants import dequantize as gguf_dequantize
 from gguf.quants import quantize as gguf_quantize
 
@@ -21,12 +20,35 @@ import pylm
 from pylm.ops import QTYPES, QUANTIZE_TYPES, dequantize, qtype_info, quantize
 
 # Types gguf-py can dequantize (the bit-exact oracle).
-GGUF_TYPES = ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0",
-              "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
+GGUF_TYPES = [
+    "F32",
+    "F16",
+    "BF16",
+    "Q4_0",
+    "Q4_1",
+    "Q5_0",
+    "Q5_1",
+    "Q8_0",
+    "Q2_K",
+    "Q3_K",
+    "Q4_K",
+    "Q5_K",
+    "Q6_K",
+]
 LEGACY = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"]
 # Byte offsets of the fp16 scale fields inside one block.
-SCALE_OFFSETS = {"Q4_0": [0], "Q4_1": [0, 2], "Q5_0": [0], "Q5_1": [0, 2], "Q8_0": [0],
-                 "Q2_K": [80, 82], "Q3_K": [108], "Q4_K": [0, 2], "Q5_K": [0, 2], "Q6_K": [208]}
+SCALE_OFFSETS = {
+    "Q4_0": [0],
+    "Q4_1": [0, 2],
+    "Q5_0": [0],
+    "Q5_1": [0, 2],
+    "Q8_0": [0],
+    "Q2_K": [80, 82],
+    "Q3_K": [108],
+    "Q4_K": [0, 2],
+    "Q5_K": [0, 2],
+    "Q6_K": [208],
+}
 
 
 def assert_same_f32(got: np.ndarray, want: np.ndarray, what: str = "") -> None:
@@ -37,8 +59,10 @@ def assert_same_f32(got: np.ndarray, want: np.ndarray, what: str = "") -> None:
     assert np.array_equal(nan_g, nan_w), f"{what}: NaN positions differ"
     gb, wb = got.view(np.uint32)[~nan_g], want.view(np.uint32)[~nan_w]
     bad = np.flatnonzero(gb != wb)
-    assert bad.size == 0, (f"{what}: {bad.size} values differ, first at {bad[0]}: "
-                           f"{got[~nan_g][bad[0]]!r} vs {want[~nan_w][bad[0]]!r}")
+    assert bad.size == 0, (
+        f"{what}: {bad.size} values differ, first at {bad[0]}: "
+        f"{got[~nan_g][bad[0]]!r} vs {want[~nan_w][bad[0]]!r}"
+    )
 
 
 def random_blocks(qtype: str, nblocks: int, rng, sane: bool = True) -> np.ndarray:
@@ -52,7 +76,7 @@ def random_blocks(qtype: str, nblocks: int, rng, sane: bool = True) -> np.ndarra
             d[::7] = 0
             d[3::11] = -np.abs(d[3::11])
             d[5::13] = np.float16(6.0e-8)  # fp16 subnormal
-            raw[:, off:off + 2] = d.view(np.uint8).reshape(nblocks, 2)
+            raw[:, off : off + 2] = d.view(np.uint8).reshape(nblocks, 2)
     return raw
 
 
@@ -85,8 +109,9 @@ def test_dequantize_raw_random_bytes(isa, qtype):
     """Arbitrary bytes: NaN/inf/subnormal scales must give the same values and NaN positions."""
     rng = np.random.default_rng(7 + GT[qtype].value)
     bs = qtype_info(qtype)["block_size"]
-    raw, shape = as_rows(random_blocks(qtype, 2 * (1024 // bs) if bs > 1 else 2 * 517, rng,
-                                       sane=False), qtype, 2)
+    raw, shape = as_rows(
+        random_blocks(qtype, 2 * (1024 // bs) if bs > 1 else 2 * 517, rng, sane=False), qtype, 2
+    )
     with np.errstate(all="ignore"):
         want = gguf_dequantize(raw, GT[qtype])
     assert_same_f32(dequantize(raw, qtype, shape), want, f"{qtype}/{isa}")
@@ -158,7 +183,7 @@ def _rows_subset(t, max_elems: int):
     return sub, (2 * k, per_row)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _reader(path) -> GGUFReader:
     # GGUFReader parses every metadata field (gemma's 262k-token vocab: seconds); parse once.
     return GGUFReader(path)
@@ -283,8 +308,17 @@ def test_quantize_k_special_rows(qtype):
         assert np.isfinite(y).all(), f"{qtype}/{name}"
         if name == "zeros":
             assert not y.any(), f"{qtype}: zeros must stay zero"
-        if name in ("normal", "uniform_shifted", "integers", "heavy_tail", "constant", "neg_constant"):
-            err = np.sqrt(np.mean((y - x) ** 2)) / max(np.sqrt(np.mean(x.astype(np.float64) ** 2)), 1e-30)
+        if name in (
+            "normal",
+            "uniform_shifted",
+            "integers",
+            "heavy_tail",
+            "constant",
+            "neg_constant",
+        ):
+            err = np.sqrt(np.mean((y - x) ** 2)) / max(
+                np.sqrt(np.mean(x.astype(np.float64) ** 2)), 1e-30
+            )
             # Student-t(2) outliers stretch the block scales: looser bound for that one.
             factor = 4 if name == "heavy_tail" else 2
             assert err < factor * K_RMSE_BOUND[qtype], f"{qtype}/{name}: {err:.4f}"

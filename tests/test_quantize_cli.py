@@ -52,7 +52,9 @@ def test_quantize_smollm2_to_q8_0(smollm2_path, tmp_path):
         assert td.shape.tolist() == ts.shape.tolist(), ts.name
         if not _is_weight_matrix(ts):
             assert td.tensor_type == ts.tensor_type, ts.name
-            assert np.array_equal(np.asarray(td.data).view(np.uint8), np.asarray(ts.data).view(np.uint8))
+            assert np.array_equal(
+                np.asarray(td.data).view(np.uint8), np.asarray(ts.data).view(np.uint8)
+            )
             continue
         assert td.tensor_type == GT.Q8_0, ts.name
         if ts.tensor_type == GT.Q8_0:  # already the target type: copied byte for byte
@@ -108,9 +110,12 @@ def test_quantize_synthetic_q4_k(tmp_path):
     types = {t.name: t.tensor_type for t in dst.tensors}
     assert [t.name for t in dst.tensors] == list(tensors)
     assert types == {
-        "token_embd.weight": GT.Q4_K, "blk.0.attn_norm.weight": GT.F32,
-        "blk.0.ffn_up.weight": GT.Q5_0, "blk.0.ffn_norm.weight": GT.F32,
-        "rope_freqs": GT.F32, "blk.0.odd.weight": GT.F32,
+        "token_embd.weight": GT.Q4_K,
+        "blk.0.attn_norm.weight": GT.F32,
+        "blk.0.ffn_up.weight": GT.Q5_0,
+        "blk.0.ffn_norm.weight": GT.F32,
+        "rope_freqs": GT.F32,
+        "blk.0.odd.weight": GT.F32,
     }
     for t in dst.tensors:
         x = tensors[t.name].astype(np.float32)

@@ -17,7 +17,8 @@ namespace {
 std::string known_names() {
     std::string s;
     for (int id = 0; id < 64; ++id)
-        if (const QTypeInfo* t = qtype_info(id)) s += (s.empty() ? "" : ", ") + std::string(t->name);
+        if (const QTypeInfo* t = qtype_info(id))
+            s += (s.empty() ? "" : ", ") + std::string(t->name);
     return s;
 }
 
@@ -33,12 +34,13 @@ const QTypeInfo& parse_qtype(const py::handle& q, const char* fn) {
         shown = std::to_string(id);
         if (id >= 0 && id < (1 << 16)) info = qtype_info((int)id);
     } else {
-        throw std::invalid_argument(std::string(fn) + ": qtype must be a name or a ggml type id, got " +
+        throw std::invalid_argument(std::string(fn) +
+                                    ": qtype must be a name or a ggml type id, got " +
                                     std::string(py::str(py::type::of(q))));
     }
     if (!info)
-        throw std::invalid_argument(std::string(fn) + ": unknown qtype '" + shown + "' (known: " +
-                                    known_names() + ")");
+        throw std::invalid_argument(std::string(fn) + ": unknown qtype '" + shown +
+                                    "' (known: " + known_names() + ")");
     return *info;
 }
 
@@ -62,21 +64,25 @@ py::array_t<float> py_dequantize(const py::object& raw_obj, const py::object& qt
                                  const std::vector<int64_t>& shape, int threads) {
     const QTypeInfo& t = parse_qtype(qtype, "dequantize");
     auto raw = as_u8(raw_obj, "dequantize: raw");
-    if (shape.empty()) throw std::invalid_argument("dequantize: shape must have at least one dimension");
+    if (shape.empty())
+        throw std::invalid_argument("dequantize: shape must have at least one dimension");
     int64_t n = 1;
     for (int64_t s : shape) {
-        if (s < 0) throw std::invalid_argument("dequantize: negative dimension in shape " + shape_text(shape));
+        if (s < 0)
+            throw std::invalid_argument("dequantize: negative dimension in shape " +
+                                        shape_text(shape));
         n *= s;
     }
     if (shape.back() % t.block_size != 0)
         throw std::invalid_argument("dequantize: row length " + std::to_string(shape.back()) +
-                                    " (shape[-1] of " + shape_text(shape) + ") is not a multiple of the " +
-                                    t.name + " block size " + std::to_string(t.block_size));
+                                    " (shape[-1] of " + shape_text(shape) +
+                                    ") is not a multiple of the " + t.name + " block size " +
+                                    std::to_string(t.block_size));
     const int64_t need = n / t.block_size * t.type_size;
     if ((int64_t)raw.nbytes() != need)
         throw std::invalid_argument("dequantize: raw has " + std::to_string(raw.nbytes()) +
-                                    " bytes but " + std::string(t.name) + " shape " + shape_text(shape) +
-                                    " needs " + std::to_string(need));
+                                    " bytes but " + std::string(t.name) + " shape " +
+                                    shape_text(shape) + " needs " + std::to_string(need));
     if (!can_dequantize(t.type))
         throw std::invalid_argument(std::string("dequantize: ") + t.name + " is not supported");
     const int nthreads = resolve_threads(threads);
@@ -94,7 +100,8 @@ py::array_t<float> py_dequantize(const py::object& raw_obj, const py::object& qt
 py::array_t<uint8_t> py_quantize(const py::object& x_obj, const py::object& qtype, int threads) {
     const QTypeInfo& t = parse_qtype(qtype, "quantize");
     auto x = as_f32(x_obj, "quantize: x");
-    if (x.ndim() < 1) throw std::invalid_argument("quantize: x must have at least one dimension, got a scalar");
+    if (x.ndim() < 1)
+        throw std::invalid_argument("quantize: x must have at least one dimension, got a scalar");
     const int64_t k = x.shape(x.ndim() - 1);
     if (k % t.block_size != 0)
         throw std::invalid_argument("quantize: row length " + std::to_string(k) + " (x.shape " +
@@ -119,22 +126,29 @@ py::array_t<uint8_t> py_quantize(const py::object& x_obj, const py::object& qtyp
 }  // namespace
 
 void bind_quant(py::module_& m) {
-    m.def("qtype_info", [](const py::object& q) { return info_dict(parse_qtype(q, "qtype_info")); },
-          py::arg("qtype"), "{name, id, block_size, type_size} of a GGUF tensor type.");
-    m.def("qtypes", [] {
-        std::vector<std::string> out;
-        for (int id = 0; id < 64; ++id)
-            if (const QTypeInfo* t = qtype_info(id))
-                if (can_dequantize(t->type)) out.push_back(t->name);
-        return out;
-    }, "Names of the tensor types dequantize() accepts, by ggml id.");
-    m.def("quantize_types", [] {
-        std::vector<std::string> out;
-        for (int id = 0; id < 64; ++id)
-            if (const QTypeInfo* t = qtype_info(id))
-                if (can_quantize(t->type)) out.push_back(t->name);
-        return out;
-    }, "Names of the tensor types quantize() produces, by ggml id.");
+    m.def(
+        "qtype_info", [](const py::object& q) { return info_dict(parse_qtype(q, "qtype_info")); },
+        py::arg("qtype"), "{name, id, block_size, type_size} of a GGUF tensor type.");
+    m.def(
+        "qtypes",
+        [] {
+            std::vector<std::string> out;
+            for (int id = 0; id < 64; ++id)
+                if (const QTypeInfo* t = qtype_info(id))
+                    if (can_dequantize(t->type)) out.push_back(t->name);
+            return out;
+        },
+        "Names of the tensor types dequantize() accepts, by ggml id.");
+    m.def(
+        "quantize_types",
+        [] {
+            std::vector<std::string> out;
+            for (int id = 0; id < 64; ++id)
+                if (const QTypeInfo* t = qtype_info(id))
+                    if (can_quantize(t->type)) out.push_back(t->name);
+            return out;
+        },
+        "Names of the tensor types quantize() produces, by ggml id.");
     m.def("dequantize", &py_dequantize, py::arg("raw"), py::arg("qtype"), py::arg("shape"),
           py::arg("threads") = 0, "GGUF tensor bytes -> float32 array of `shape`.");
     m.def("quantize", &py_quantize, py::arg("x"), py::arg("qtype"), py::arg("threads") = 0,

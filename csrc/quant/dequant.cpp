@@ -8,10 +8,20 @@ namespace pylm {
 
 bool can_dequantize(QType t) {
     switch (t) {
-    case QType::F32: case QType::F16: case QType::BF16:
-    case QType::Q4_0: case QType::Q4_1: case QType::Q5_0: case QType::Q5_1:
-    case QType::Q8_0: case QType::Q8_1:
-    case QType::Q2_K: case QType::Q3_K: case QType::Q4_K: case QType::Q5_K: case QType::Q6_K:
+    case QType::F32:
+    case QType::F16:
+    case QType::BF16:
+    case QType::Q4_0:
+    case QType::Q4_1:
+    case QType::Q5_0:
+    case QType::Q5_1:
+    case QType::Q8_0:
+    case QType::Q8_1:
+    case QType::Q2_K:
+    case QType::Q3_K:
+    case QType::Q4_K:
+    case QType::Q5_K:
+    case QType::Q6_K:
     case QType::Q8_K:
         return true;
     }

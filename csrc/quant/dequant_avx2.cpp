@@ -84,8 +84,9 @@ static inline void nibbles(const uint8_t* qs, __m128i* lo, __m128i* hi) {
 static inline __m128i add_high_bits(__m128i v, uint32_t qh, int half) {
     // Spread the 16 bits over 16 bytes, then test each byte against its own bit.
     const uint32_t bits = (qh >> (16 * half)) & 0xFFFF;
-    const __m128i rep = _mm_shuffle_epi8(_mm_cvtsi32_si128((int)bits),
-                                         _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
+    const __m128i rep =
+        _mm_shuffle_epi8(_mm_cvtsi32_si128((int)bits),
+                         _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
     const __m128i sel = _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
     const __m128i set = _mm_cmpeq_epi8(_mm_and_si128(rep, sel), sel);
     return _mm_or_si128(v, _mm_and_si128(set, _mm_set1_epi8(0x10)));
@@ -150,7 +151,8 @@ static void deq_q8(const uint8_t* s, int stride, int hdr, float* y, int64_t nb) 
         uint16_t dh;
         std::memcpy(&dh, s, 2);
         const __m256 d = _mm256_set1_ps(fp16_to_fp32(dh));
-        for (int k = 0; k < 4; ++k) _mm256_storeu_ps(y + 8 * k, _mm256_mul_ps(d, i8x8(s + hdr + 8 * k)));
+        for (int k = 0; k < 4; ++k)
+            _mm256_storeu_ps(y + 8 * k, _mm256_mul_ps(d, i8x8(s + hdr + 8 * k)));
     }
 }
 
@@ -195,8 +197,10 @@ static void deq_q3_K(const block_q3_K* x, float* y, int64_t nb) {
                 // q = low2 - 4 + 4 * hbit
                 const __m128i h0 = _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(hm0, bit), bit), k4);
                 const __m128i h1 = _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(hm1, bit), bit), k4);
-                const __m128i v0 = _mm_sub_epi8(_mm_or_si128(_mm_and_si128(_mm_srl_epi16(q0, sh), m3), h0), k4);
-                const __m128i v1 = _mm_sub_epi8(_mm_or_si128(_mm_and_si128(_mm_srl_epi16(q1, sh), m3), h1), k4);
+                const __m128i v0 =
+                    _mm_sub_epi8(_mm_or_si128(_mm_and_si128(_mm_srl_epi16(q0, sh), m3), h0), k4);
+                const __m128i v1 =
+                    _mm_sub_epi8(_mm_or_si128(_mm_and_si128(_mm_srl_epi16(q1, sh), m3), h1), k4);
                 scale16(v0, dl[8 * h + 2 * s], y);
                 scale16(v1, dl[8 * h + 2 * s + 1], y + 16);
             }
@@ -230,8 +234,10 @@ static void deq_qk45(const uint8_t* dm, const uint8_t* scales, const uint8_t* qh
             __m128i v1 = _mm_and_si128(_mm_srl_epi16(q1, sh), m4);
             if (qh) {
                 const __m128i bit = _mm_set1_epi8((char)(1 << b));
-                v0 = _mm_or_si128(v0, _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(h0, bit), bit), k16));
-                v1 = _mm_or_si128(v1, _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(h1, bit), bit), k16));
+                v0 = _mm_or_si128(v0,
+                                  _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(h0, bit), bit), k16));
+                v1 = _mm_or_si128(v1,
+                                  _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(h1, bit), bit), k16));
             }
             affine16(v0, dl, ml, y);
             affine16(v1, dl, ml, y + 16);
@@ -251,10 +257,12 @@ static void deq_q6_K(const block_q6_K* x, float* y, int64_t nb) {
                 const __m128i l0 = _mm_loadu_si128((const __m128i*)(ql + 32 * (t % 2)));
                 const __m128i l1 = _mm_loadu_si128((const __m128i*)(ql + 32 * (t % 2) + 16));
                 const __m128i sl = _mm_cvtsi32_si128(4 * (t / 2)), shh = _mm_cvtsi32_si128(2 * t);
-                const __m128i v0 = _mm_or_si128(_mm_and_si128(_mm_srl_epi16(l0, sl), m4),
-                                                _mm_slli_epi16(_mm_and_si128(_mm_srl_epi16(qh0, shh), m3), 4));
-                const __m128i v1 = _mm_or_si128(_mm_and_si128(_mm_srl_epi16(l1, sl), m4),
-                                                _mm_slli_epi16(_mm_and_si128(_mm_srl_epi16(qh1, shh), m3), 4));
+                const __m128i v0 =
+                    _mm_or_si128(_mm_and_si128(_mm_srl_epi16(l0, sl), m4),
+                                 _mm_slli_epi16(_mm_and_si128(_mm_srl_epi16(qh0, shh), m3), 4));
+                const __m128i v1 =
+                    _mm_or_si128(_mm_and_si128(_mm_srl_epi16(l1, sl), m4),
+                                 _mm_slli_epi16(_mm_and_si128(_mm_srl_epi16(qh1, shh), m3), 4));
                 const int is = 8 * h + 2 * t;
                 scale16(_mm_sub_epi8(v0, k32), d * (float)x[i].scales[is], y);
                 scale16(_mm_sub_epi8(v1, k32), d * (float)x[i].scales[is + 1], y + 16);
@@ -266,7 +274,8 @@ static void deq_q6_K(const block_q6_K* x, float* y, int64_t nb) {
 static void deq_q8_K(const block_q8_K* x, float* y, int64_t nb) {
     for (int64_t i = 0; i < nb; ++i, y += QK_K) {
         const __m256 d = _mm256_set1_ps(x[i].d);
-        for (int k = 0; k < QK_K; k += 8) _mm256_storeu_ps(y + k, _mm256_mul_ps(d, i8x8(x[i].qs + k)));
+        for (int k = 0; k < QK_K; k += 8)
+            _mm256_storeu_ps(y + k, _mm256_mul_ps(d, i8x8(x[i].qs + k)));
     }
 }
 
@@ -275,17 +284,39 @@ static void deq_q8_K(const block_q8_K* x, float* y, int64_t nb) {
 void dequantize_row(QType t, const void* src, float* y, int64_t n) {
     const uint8_t* s = static_cast<const uint8_t*>(src);
     switch (t) {
-    case QType::F32: std::memcpy(y, s, (size_t)n * 4); break;
-    case QType::F16: deq_f16(s, y, n); break;
-    case QType::BF16: deq_bf16(s, y, n); break;
-    case QType::Q4_0: deq_q4_0((const block_q4_0*)s, y, n / 32); break;
-    case QType::Q4_1: deq_q4_1((const block_q4_1*)s, y, n / 32); break;
-    case QType::Q5_0: deq_q5_0((const block_q5_0*)s, y, n / 32); break;
-    case QType::Q5_1: deq_q5_1((const block_q5_1*)s, y, n / 32); break;
-    case QType::Q8_0: deq_q8(s, sizeof(block_q8_0), 2, y, n / 32); break;
-    case QType::Q8_1: deq_q8(s, sizeof(block_q8_1), 4, y, n / 32); break;
-    case QType::Q2_K: deq_q2_K((const block_q2_K*)s, y, n / QK_K); break;
-    case QType::Q3_K: deq_q3_K((const block_q3_K*)s, y, n / QK_K); break;
+    case QType::F32:
+        std::memcpy(y, s, (size_t)n * 4);
+        break;
+    case QType::F16:
+        deq_f16(s, y, n);
+        break;
+    case QType::BF16:
+        deq_bf16(s, y, n);
+        break;
+    case QType::Q4_0:
+        deq_q4_0((const block_q4_0*)s, y, n / 32);
+        break;
+    case QType::Q4_1:
+        deq_q4_1((const block_q4_1*)s, y, n / 32);
+        break;
+    case QType::Q5_0:
+        deq_q5_0((const block_q5_0*)s, y, n / 32);
+        break;
+    case QType::Q5_1:
+        deq_q5_1((const block_q5_1*)s, y, n / 32);
+        break;
+    case QType::Q8_0:
+        deq_q8(s, sizeof(block_q8_0), 2, y, n / 32);
+        break;
+    case QType::Q8_1:
+        deq_q8(s, sizeof(block_q8_1), 4, y, n / 32);
+        break;
+    case QType::Q2_K:
+        deq_q2_K((const block_q2_K*)s, y, n / QK_K);
+        break;
+    case QType::Q3_K:
+        deq_q3_K((const block_q3_K*)s, y, n / QK_K);
+        break;
     case QType::Q4_K:
         for (int64_t i = 0; i < n / QK_K; ++i, s += sizeof(block_q4_K), y += QK_K)
             deq_qk45(s, s + 4, nullptr, s + 16, y);
@@ -294,8 +325,12 @@ void dequantize_row(QType t, const void* src, float* y, int64_t n) {
         for (int64_t i = 0; i < n / QK_K; ++i, s += sizeof(block_q5_K), y += QK_K)
             deq_qk45(s, s + 4, s + 16, s + 48, y);
         break;
-    case QType::Q6_K: deq_q6_K((const block_q6_K*)s, y, n / QK_K); break;
-    case QType::Q8_K: deq_q8_K((const block_q8_K*)s, y, n / QK_K); break;
+    case QType::Q6_K:
+        deq_q6_K((const block_q6_K*)s, y, n / QK_K);
+        break;
+    case QType::Q8_K:
+        deq_q8_K((const block_q8_K*)s, y, n / QK_K);
+        break;
     }
 }
 

@@ -24,13 +24,15 @@ static inline __m128i hi128(__m256i v) { return _mm256_extracti128_si256(v, 1); 
 static inline __m256i load256(const void* p) { return _mm256_loadu_si256((const __m256i*)p); }
 
 static inline void affine16(__m128i q, float dl, float ml, float* y) {
-    _mm512_storeu_ps(y, _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(dl), u8x16(q)), _mm512_set1_ps(ml)));
+    _mm512_storeu_ps(
+        y, _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(dl), u8x16(q)), _mm512_set1_ps(ml)));
 }
 static inline void scale16(__m128i q, float dl, float* y) {
     _mm512_storeu_ps(y, _mm512_mul_ps(_mm512_set1_ps(dl), i8x16(q)));
 }
 static inline void offset16(__m128i q, float dl, float ml, float* y) {
-    _mm512_storeu_ps(y, _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(dl), u8x16(q)), _mm512_set1_ps(ml)));
+    _mm512_storeu_ps(
+        y, _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(dl), u8x16(q)), _mm512_set1_ps(ml)));
 }
 
 static inline void scale_min_k4(int j, const uint8_t* q, uint8_t* sc, uint8_t* m) {
@@ -45,8 +47,7 @@ static inline void scale_min_k4(int j, const uint8_t* q, uint8_t* sc, uint8_t* m
 
 static void deq_f16(const uint8_t* s, float* y, int64_t n) {
     int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(y + i, _mm512_cvtph_ps(load256(s + 2 * i)));
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_cvtph_ps(load256(s + 2 * i)));
     for (; i < n; ++i) {
         uint16_t h;
         std::memcpy(&h, s + 2 * i, 2);
@@ -97,7 +98,8 @@ static void deq_q4_1(const block_q4_1* x, float* y, int64_t nb) {
 
 // 5-bit legacy quants: bit j of qh is the fifth bit of value j (a ready-made byte mask);
 // the nibble has bit 4 clear, so a masked add of 16 sets it.
-static inline void fifth_bits(const uint8_t* qh_bytes, const uint8_t* qs, __m128i* lo, __m128i* hi) {
+static inline void fifth_bits(const uint8_t* qh_bytes, const uint8_t* qs, __m128i* lo,
+                              __m128i* hi) {
     uint32_t qh;
     std::memcpy(&qh, qh_bytes, 4);
     nibbles(qs, lo, hi);
@@ -145,7 +147,8 @@ static void deq_q2_K(const block_q2_K* x, float* y, int64_t nb) {
         for (int h = 0; h < 2; ++h) {
             const __m256i q = load256(x[i].qs + 32 * h);
             for (int s = 0; s < 4; ++s, y += 32) {
-                const __m256i v = _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * s)), m3);
+                const __m256i v =
+                    _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * s)), m3);
                 const uint8_t sa = x[i].scales[8 * h + 2 * s], sb = x[i].scales[8 * h + 2 * s + 1];
                 affine16(lo128(v), d * (float)(sa & 0xF), dmin * (float)(sa >> 4), y);
                 affine16(hi128(v), d * (float)(sb & 0xF), dmin * (float)(sb >> 4), y + 16);
@@ -198,7 +201,9 @@ static void deq_qk45(const uint8_t* dm, const uint8_t* scales, const uint8_t* qh
             scale_min_k4(b, scales, &sc, &m);
             const float dl = d * (float)sc, ml = dmin * (float)m;
             __m256i v = _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(4 * k)), m4);
-            if (qh) v = _mm256_mask_add_epi8(v, _mm256_test_epi8_mask(hv, _mm256_set1_epi8((char)(1 << b))), v, k16);
+            if (qh)
+                v = _mm256_mask_add_epi8(
+                    v, _mm256_test_epi8_mask(hv, _mm256_set1_epi8((char)(1 << b))), v, k16);
             affine16(lo128(v), dl, ml, y);
             affine16(hi128(v), dl, ml, y + 16);
         }
@@ -213,9 +218,12 @@ static void deq_q6_K(const block_q6_K* x, float* y, int64_t nb) {
             const __m256i qh = load256(x[i].qh + 32 * h);
             for (int t = 0; t < 4; ++t, y += 32) {
                 const __m256i l = load256(x[i].ql + 64 * h + 32 * (t % 2));
-                const __m256i lo = _mm256_and_si256(_mm256_srl_epi16(l, _mm_cvtsi32_si128(4 * (t / 2))), m4);
-                const __m256i hi = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * t)), m3);
-                const __m256i v = _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)), k32);
+                const __m256i lo =
+                    _mm256_and_si256(_mm256_srl_epi16(l, _mm_cvtsi32_si128(4 * (t / 2))), m4);
+                const __m256i hi =
+                    _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * t)), m3);
+                const __m256i v =
+                    _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)), k32);
                 const int is = 8 * h + 2 * t;
                 scale16(lo128(v), d * (float)x[i].scales[is], y);
                 scale16(hi128(v), d * (float)x[i].scales[is + 1], y + 16);
@@ -228,7 +236,8 @@ static void deq_q8_K(const block_q8_K* x, float* y, int64_t nb) {
     for (int64_t i = 0; i < nb; ++i, y += QK_K) {
         const __m512 d = _mm512_set1_ps(x[i].d);
         for (int k = 0; k < QK_K; k += 16)
-            _mm512_storeu_ps(y + k, _mm512_mul_ps(d, i8x16(_mm_loadu_si128((const __m128i*)(x[i].qs + k)))));
+            _mm512_storeu_ps(
+                y + k, _mm512_mul_ps(d, i8x16(_mm_loadu_si128((const __m128i*)(x[i].qs + k)))));
     }
 }
 
@@ -237,17 +246,39 @@ static void deq_q8_K(const block_q8_K* x, float* y, int64_t nb) {
 void dequantize_row(QType t, const void* src, float* y, int64_t n) {
     const uint8_t* s = static_cast<const uint8_t*>(src);
     switch (t) {
-    case QType::F32: std::memcpy(y, s, (size_t)n * 4); break;
-    case QType::F16: deq_f16(s, y, n); break;
-    case QType::BF16: deq_bf16(s, y, n); break;
-    case QType::Q4_0: deq_q4_0((const block_q4_0*)s, y, n / 32); break;
-    case QType::Q4_1: deq_q4_1((const block_q4_1*)s, y, n / 32); break;
-    case QType::Q5_0: deq_q5_0((const block_q5_0*)s, y, n / 32); break;
-    case QType::Q5_1: deq_q5_1((const block_q5_1*)s, y, n / 32); break;
-    case QType::Q8_0: deq_q8(s, sizeof(block_q8_0), 2, y, n / 32); break;
-    case QType::Q8_1: deq_q8(s, sizeof(block_q8_1), 4, y, n / 32); break;
-    case QType::Q2_K: deq_q2_K((const block_q2_K*)s, y, n / QK_K); break;
-    case QType::Q3_K: deq_q3_K((const block_q3_K*)s, y, n / QK_K); break;
+    case QType::F32:
+        std::memcpy(y, s, (size_t)n * 4);
+        break;
+    case QType::F16:
+        deq_f16(s, y, n);
+        break;
+    case QType::BF16:
+        deq_bf16(s, y, n);
+        break;
+    case QType::Q4_0:
+        deq_q4_0((const block_q4_0*)s, y, n / 32);
+        break;
+    case QType::Q4_1:
+        deq_q4_1((const block_q4_1*)s, y, n / 32);
+        break;
+    case QType::Q5_0:
+        deq_q5_0((const block_q5_0*)s, y, n / 32);
+        break;
+    case QType::Q5_1:
+        deq_q5_1((const block_q5_1*)s, y, n / 32);
+        break;
+    case QType::Q8_0:
+        deq_q8(s, sizeof(block_q8_0), 2, y, n / 32);
+        break;
+    case QType::Q8_1:
+        deq_q8(s, sizeof(block_q8_1), 4, y, n / 32);
+        break;
+    case QType::Q2_K:
+        deq_q2_K((const block_q2_K*)s, y, n / QK_K);
+        break;
+    case QType::Q3_K:
+        deq_q3_K((const block_q3_K*)s, y, n / QK_K);
+        break;
     case QType::Q4_K:
         for (int64_t i = 0; i < n / QK_K; ++i, s += sizeof(block_q4_K), y += QK_K)
             deq_qk45(s, s + 4, nullptr, s + 16, y);
@@ -256,8 +287,12 @@ void dequantize_row(QType t, const void* src, float* y, int64_t n) {
         for (int64_t i = 0; i < n / QK_K; ++i, s += sizeof(block_q5_K), y += QK_K)
             deq_qk45(s, s + 4, s + 16, s + 48, y);
         break;
-    case QType::Q6_K: deq_q6_K((const block_q6_K*)s, y, n / QK_K); break;
-    case QType::Q8_K: deq_q8_K((const block_q8_K*)s, y, n / QK_K); break;
+    case QType::Q6_K:
+        deq_q6_K((const block_q6_K*)s, y, n / QK_K);
+        break;
+    case QType::Q8_K:
+        deq_q8_K((const block_q8_K*)s, y, n / QK_K);
+        break;
     }
 }
 

@@ -193,7 +193,9 @@ void deq_q8_K(const block_q8_K* x, float* y, int64_t nb) {
 void dequantize_row(QType t, const void* src, float* y, int64_t n) {
     const uint8_t* s = static_cast<const uint8_t*>(src);
     switch (t) {
-    case QType::F32: std::memcpy(y, s, (size_t)n * 4); break;
+    case QType::F32:
+        std::memcpy(y, s, (size_t)n * 4);
+        break;
     case QType::F16:
         for (int64_t i = 0; i < n; ++i) {
             uint16_t h;
@@ -208,18 +210,42 @@ void dequantize_row(QType t, const void* src, float* y, int64_t n) {
             y[i] = bf16_to_fp32(h);
         }
         break;
-    case QType::Q4_0: deq_q4_0((const block_q4_0*)s, y, n / QK4_0); break;
-    case QType::Q4_1: deq_q4_1((const block_q4_1*)s, y, n / QK4_1); break;
-    case QType::Q5_0: deq_q5_0((const block_q5_0*)s, y, n / QK5_0); break;
-    case QType::Q5_1: deq_q5_1((const block_q5_1*)s, y, n / QK5_1); break;
-    case QType::Q8_0: deq_q8_0((const block_q8_0*)s, y, n / QK8_0); break;
-    case QType::Q8_1: deq_q8_1((const block_q8_1*)s, y, n / QK8_1); break;
-    case QType::Q2_K: deq_q2_K((const block_q2_K*)s, y, n / QK_K); break;
-    case QType::Q3_K: deq_q3_K((const block_q3_K*)s, y, n / QK_K); break;
-    case QType::Q4_K: deq_q4_K((const block_q4_K*)s, y, n / QK_K); break;
-    case QType::Q5_K: deq_q5_K((const block_q5_K*)s, y, n / QK_K); break;
-    case QType::Q6_K: deq_q6_K((const block_q6_K*)s, y, n / QK_K); break;
-    case QType::Q8_K: deq_q8_K((const block_q8_K*)s, y, n / QK_K); break;
+    case QType::Q4_0:
+        deq_q4_0((const block_q4_0*)s, y, n / QK4_0);
+        break;
+    case QType::Q4_1:
+        deq_q4_1((const block_q4_1*)s, y, n / QK4_1);
+        break;
+    case QType::Q5_0:
+        deq_q5_0((const block_q5_0*)s, y, n / QK5_0);
+        break;
+    case QType::Q5_1:
+        deq_q5_1((const block_q5_1*)s, y, n / QK5_1);
+        break;
+    case QType::Q8_0:
+        deq_q8_0((const block_q8_0*)s, y, n / QK8_0);
+        break;
+    case QType::Q8_1:
+        deq_q8_1((const block_q8_1*)s, y, n / QK8_1);
+        break;
+    case QType::Q2_K:
+        deq_q2_K((const block_q2_K*)s, y, n / QK_K);
+        break;
+    case QType::Q3_K:
+        deq_q3_K((const block_q3_K*)s, y, n / QK_K);
+        break;
+    case QType::Q4_K:
+        deq_q4_K((const block_q4_K*)s, y, n / QK_K);
+        break;
+    case QType::Q5_K:
+        deq_q5_K((const block_q5_K*)s, y, n / QK_K);
+        break;
+    case QType::Q6_K:
+        deq_q6_K((const block_q6_K*)s, y, n / QK_K);
+        break;
+    case QType::Q8_K:
+        deq_q8_K((const block_q8_K*)s, y, n / QK_K);
+        break;
     }
 }
 

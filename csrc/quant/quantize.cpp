@@ -23,7 +23,10 @@ inline int clampi(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v
 inline float absmax_signed(const float* x, int n) {
     float amax = std::fabs(x[0]), max = x[0];
     for (int j = 1; j < n; ++j)
-        if (std::fabs(x[j]) > amax) { amax = std::fabs(x[j]); max = x[j]; }
+        if (std::fabs(x[j]) > amax) {
+            amax = std::fabs(x[j]);
+            max = x[j];
+        }
     return max;
 }
 
@@ -145,10 +148,20 @@ void quantize_bf16(const float* x, uint8_t* y, int64_t n) {
 
 bool can_quantize(QType t) {
     switch (t) {
-    case QType::F32: case QType::F16: case QType::BF16:
-    case QType::Q4_0: case QType::Q4_1: case QType::Q5_0: case QType::Q5_1:
-    case QType::Q8_0: case QType::Q8_1:
-    case QType::Q2_K: case QType::Q3_K: case QType::Q4_K: case QType::Q5_K: case QType::Q6_K:
+    case QType::F32:
+    case QType::F16:
+    case QType::BF16:
+    case QType::Q4_0:
+    case QType::Q4_1:
+    case QType::Q5_0:
+    case QType::Q5_1:
+    case QType::Q8_0:
+    case QType::Q8_1:
+    case QType::Q2_K:
+    case QType::Q3_K:
+    case QType::Q4_K:
+    case QType::Q5_K:
+    case QType::Q6_K:
     case QType::Q8_K:
         return true;
     }
@@ -160,21 +173,51 @@ size_t quantize_row(QType t, const float* x, void* dst, int64_t n) {
     const QTypeInfo* info = qtype_info(t);
     const int64_t nb = n / info->block_size;
     switch (t) {
-    case QType::F32: std::memcpy(y, x, (size_t)n * 4); break;
-    case QType::F16: quantize_f16(x, y, n); break;
-    case QType::BF16: quantize_bf16(x, y, n); break;
-    case QType::Q4_0: quantize_q4_0(x, (block_q4_0*)y, nb); break;
-    case QType::Q4_1: quantize_q4_1(x, (block_q4_1*)y, nb); break;
-    case QType::Q5_0: quantize_q5_0(x, (block_q5_0*)y, nb); break;
-    case QType::Q5_1: quantize_q5_1(x, (block_q5_1*)y, nb); break;
-    case QType::Q8_0: quantize_q8<block_q8_0, false>(x, (block_q8_0*)y, nb); break;
-    case QType::Q8_1: quantize_q8<block_q8_1, true>(x, (block_q8_1*)y, nb); break;
-    case QType::Q2_K: qk::quantize_q2_K(x, (block_q2_K*)y, nb); break;
-    case QType::Q3_K: qk::quantize_q3_K(x, (block_q3_K*)y, nb); break;
-    case QType::Q4_K: qk::quantize_q4_K(x, (block_q4_K*)y, nb); break;
-    case QType::Q5_K: qk::quantize_q5_K(x, (block_q5_K*)y, nb); break;
-    case QType::Q6_K: qk::quantize_q6_K(x, (block_q6_K*)y, nb); break;
-    case QType::Q8_K: qk::quantize_q8_K(x, (block_q8_K*)y, nb); break;
+    case QType::F32:
+        std::memcpy(y, x, (size_t)n * 4);
+        break;
+    case QType::F16:
+        quantize_f16(x, y, n);
+        break;
+    case QType::BF16:
+        quantize_bf16(x, y, n);
+        break;
+    case QType::Q4_0:
+        quantize_q4_0(x, (block_q4_0*)y, nb);
+        break;
+    case QType::Q4_1:
+        quantize_q4_1(x, (block_q4_1*)y, nb);
+        break;
+    case QType::Q5_0:
+        quantize_q5_0(x, (block_q5_0*)y, nb);
+        break;
+    case QType::Q5_1:
+        quantize_q5_1(x, (block_q5_1*)y, nb);
+        break;
+    case QType::Q8_0:
+        quantize_q8<block_q8_0, false>(x, (block_q8_0*)y, nb);
+        break;
+    case QType::Q8_1:
+        quantize_q8<block_q8_1, true>(x, (block_q8_1*)y, nb);
+        break;
+    case QType::Q2_K:
+        qk::quantize_q2_K(x, (block_q2_K*)y, nb);
+        break;
+    case QType::Q3_K:
+        qk::quantize_q3_K(x, (block_q3_K*)y, nb);
+        break;
+    case QType::Q4_K:
+        qk::quantize_q4_K(x, (block_q4_K*)y, nb);
+        break;
+    case QType::Q5_K:
+        qk::quantize_q5_K(x, (block_q5_K*)y, nb);
+        break;
+    case QType::Q6_K:
+        qk::quantize_q6_K(x, (block_q6_K*)y, nb);
+        break;
+    case QType::Q8_K:
+        qk::quantize_q8_K(x, (block_q8_K*)y, nb);
+        break;
     }
     return (size_t)(nb * info->type_size);
 }

@@ -21,8 +21,15 @@ import numpy as np
 ALLOWED_TYPES = ["F32", "F16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q6_K"]
 _K_FALLBACK = {"Q4_K": "Q5_0", "Q6_K": "Q8_0"}
 _FILE_TYPES = {  # gguf.LlamaFileType values
-    "F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q5_0": 8, "Q5_1": 9,
-    "Q4_K": 14, "Q6_K": 18,  # Q4_K: MOSTLY_Q4_K_S (every matrix Q4_K)
+    "F32": 0,
+    "F16": 1,
+    "Q4_0": 2,
+    "Q4_1": 3,
+    "Q8_0": 7,
+    "Q5_0": 8,
+    "Q5_1": 9,
+    "Q4_K": 14,
+    "Q6_K": 18,  # Q4_K: MOSTLY_Q4_K_S (every matrix Q4_K)
 }
 _CHUNK_ELEMS = 1 << 24  # requantize big matrices in row chunks of ~64 MiB of float32
 
@@ -35,20 +42,29 @@ def register(subparsers) -> None:
     )
     p.add_argument("input", help="source .gguf")
     p.add_argument("output", help="destination .gguf (written atomically)")
-    p.add_argument("type", type=str.upper, choices=ALLOWED_TYPES, metavar="TYPE",
-                   help="target type: " + ", ".join(ALLOWED_TYPES))
+    p.add_argument(
+        "type",
+        type=str.upper,
+        choices=ALLOWED_TYPES,
+        metavar="TYPE",
+        help="target type: " + ", ".join(ALLOWED_TYPES),
+    )
     p.add_argument("--threads", type=int, default=0, help="native threads (0 = default)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_run)
 
 
 def _run(args) -> int:
-    stats = quantize_model(args.input, args.output, args.type, threads=args.threads,
-                           progress=not args.quiet)
+    stats = quantize_model(
+        args.input, args.output, args.type, threads=args.threads, progress=not args.quiet
+    )
     if not args.quiet:
-        print(f"{args.output}: {stats['requantized']} tensors -> {args.type}, "
-              f"{stats['copied']} copied, {stats['bytes_in'] / 1e6:.1f} MB -> "
-              f"{stats['bytes_out'] / 1e6:.1f} MB", file=sys.stderr)
+        print(
+            f"{args.output}: {stats['requantized']} tensors -> {args.type}, "
+            f"{stats['copied']} copied, {stats['bytes_in'] / 1e6:.1f} MB -> "
+            f"{stats['bytes_out'] / 1e6:.1f} MB",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -127,7 +143,9 @@ def quantize_model(src_path, dst_path, qtype: str, threads: int = 0, progress: b
 
     qtype = qtype.upper()
     if qtype not in ALLOWED_TYPES:
-        raise ValueError(f"unsupported target type {qtype!r}; expected one of {', '.join(ALLOWED_TYPES)}")
+        raise ValueError(
+            f"unsupported target type {qtype!r}; expected one of {', '.join(ALLOWED_TYPES)}"
+        )
     src_path, dst_path = Path(src_path), Path(dst_path)
     if dst_path.exists() and dst_path.resolve() == src_path.resolve():
         raise ValueError(f"output {dst_path} is the input file; choose another path")

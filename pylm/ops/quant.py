@@ -15,13 +15,13 @@ True
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from .. import _core
 
-__all__ = ["QTYPES", "QUANTIZE_TYPES", "qtype_info", "dequantize", "quantize"]
+__all__ = ["QTYPES", "QUANTIZE_TYPES", "dequantize", "qtype_info", "quantize"]
 
 #: Tensor types ``dequantize`` reads, in ggml id order (F32, F16, Q4_0, ..., Q8_K, BF16).
 QTYPES: list[str] = list(_core.qtypes())
@@ -69,7 +69,9 @@ def dequantize(raw: np.ndarray, qtype, shape: Sequence[int], threads: int = 0) -
     raw = np.asarray(raw)
     if raw.dtype != np.uint8 and raw.flags.c_contiguous:
         raw = raw.reshape(-1).view(np.uint8)
-    shape = tuple(int(s) for s in (shape if isinstance(shape, (tuple, list)) else np.atleast_1d(shape)))
+    shape = tuple(
+        int(s) for s in (shape if isinstance(shape, (tuple, list)) else np.atleast_1d(shape))
+    )
     return _core.dequantize(raw, _qtype_arg(qtype), shape, int(threads))
 
 
