@@ -91,13 +91,15 @@ private:
     void ensure_workers(int count) {
         while (static_cast<int>(workers_.size()) < count) {
             const int index = static_cast<int>(workers_.size()) + 1;
-            workers_.emplace_back([this, index] { worker_loop(index); });
+            // The worker must start from the generation current NOW: run() bumps it right after,
+            // and a thread that starts late must still see that bump as new work.
+            const uint64_t gen0 = generation_.load();
+            workers_.emplace_back([this, index, gen0] { worker_loop(index, gen0); });
         }
     }
 
-    void worker_loop(int index) {
+    void worker_loop(int index, uint64_t seen) {
         t_in_parallel = true;
-        uint64_t seen = generation_.load();
         for (;;) {
             // Spin for a while (cheap wake-up for back-to-back regions), then sleep.
             int spins = 0;
