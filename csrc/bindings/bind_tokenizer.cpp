@@ -10,6 +10,8 @@
 #include "bindings/common.h"
 #include "tokenizer/pretokenize.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/trainer.h"
+#include "tokenizer/unicode.h"
 
 namespace pylm {
 
@@ -239,6 +241,69 @@ void bind_tokenizer(py::module_& m) {
             put("fim_mid", s.fim_mid); put("fim_pad", s.fim_pad); put("fim_rep", s.fim_rep); put("fim_sep", s.fim_sep);
             return d;
         });
+    m.def("tok_cpt_flags_table", [] {
+        py::array_t<uint16_t> out(tok::kMaxCodepoint);
+        uint16_t* p = out.mutable_data();
+        const tok::CptTable& t = tok::cpt_table();
+        for (uint32_t c = 0; c < tok::kMaxCodepoint; ++c) p[c] = tok::cpt_flags(t, c);
+        return out;
+    }, "Class flags of every codepoint (bits: N L Z M P S C undefined, 256: White_Space).");
+    m.def("tok_pretokenize", [](const std::string& pre, const py::object& text) {
+        tok::PreType t;
+        if (!tok::parse_pre_type(pre, t))
+            throw std::invalid_argument("unknown pre-tokenizer '" + pre + "'; implemented: " + tok::pre_type_names());
+        const std::string_view s = text_view(text, "text");
+        std::string clean;
+        if (!tok::is_clean_utf8(s.data(), s.size())) clean = tok::sanitize_utf8(s.data(), s.size());
+        const std::string_view v = clean.empty() ? s : std::string_view(clean);
+        tok::PretokScratch sc;
+        std::vector<tok::Span> spans;
+        tok::pretokenize(t, v.data(), v.size(), sc, spans);
+        py::list out;
+        for (const tok::Span& sp : spans) out.append(py::bytes(v.data() + sp.begin, sp.end - sp.begin));
+        return out;
+    }, py::arg("pre"), py::arg("text"), "The pre-tokenizer's pieces of text (bytes).");
+
+    py::class_<tok::BpeTrainer>(m, "BpeTrainer", "Native byte-level BPE trainer (see pylm.tokenizer.train_bpe).")
+        .def(py::init([](const std::string& pre) {
+                 tok::PreType t;
+                 if (!tok::parse_pre_type(pre, t))
+                     throw std::invalid_argument("train_bpe: unknown pre-tokenizer '" + pre + "'; implemented: " +
+                                                 tok::pre_type_names());
+                 return std::make_unique<tok::BpeTrainer>(t);
+             }), py::arg("pre"))
+        .def("add_texts", [](tok::BpeTrainer& tr, const py::iterable& texts) {
+            std::vector<std::string> v;
+            for (const py::handle& h : texts) {
+                const std::string_view s = text_view(h, "texts item");
+                v.emplace_back(s.data(), s.size());
+            }
+            py::gil_scoped_release nogil;
+            for (const std::string& s : v) tr.add_text(s.data(), s.size());
+        }, py::arg("texts"), "Pre-tokenizes the texts and counts their words.")
+        .def("add_word", [](tok::BpeTrainer& tr, const py::object& word, int64_t count) {
+            const std::string_view s = text_view(word, "word");
+            tr.add_word(s.data(), s.size(), count);
+        }, py::arg("word"), py::arg("count"))
+        .def("start", [](tok::BpeTrainer& tr) { py::gil_scoped_release nogil; tr.start(); })
+        .def("step", [](tok::BpeTrainer& tr, int max_merges, int64_t min_count) {
+            py::gil_scoped_release nogil;
+            return tr.step(max_merges, min_count);
+        }, py::arg("max_merges"), py::arg("min_count"))
+        .def_property_readonly("n_words", &tok::BpeTrainer::n_words)
+        .def_property_readonly("merges", [](const tok::BpeTrainer& tr) { return tr.merges(); })
+        .def_property_readonly("symbols", [](const tok::BpeTrainer& tr) {
+            py::list out;
+            for (const std::string& s : tr.symbols()) out.append(py::bytes(s));
+            return out;
+        })
+        .def("pair_counts", [](const tok::BpeTrainer& tr) {
+            py::dict out;
+            const auto& sym = tr.symbols();
+            for (const auto& t : tr.pair_counts())
+                out[py::make_tuple(py::bytes(sym[std::get<0>(t)]), py::bytes(sym[std::get<1>(t)]))] = std::get<2>(t);
+            return out;
+        }, "{(left bytes, right bytes): count} for the pairs present now.");
 }
 
 }  // namespace pylm

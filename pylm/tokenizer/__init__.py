@@ -9,5 +9,6 @@
 from .gguf_meta import read_tokenizer_metadata
 from .streaming import StreamingDetokenizer
 from .tokenizer import Tokenizer
+from .trainer import train_bpe
 
-__all__ = ["Tokenizer", "StreamingDetokenizer", "read_tokenizer_metadata"]
+__all__ = ["Tokenizer", "StreamingDetokenizer", "read_tokenizer_metadata", "train_bpe"]

@@ -185,6 +185,18 @@ class Tokenizer:
     def n_merges(self) -> int:
         return self._native.n_merges
 
+    @property
+    def merges(self) -> list[tuple[str, str]]:
+        """BPE merges in rank order, as (left, right) token texts (empty for SPM models)."""
+        table = self._meta.get(_P + "merges")
+        out = []
+        for line in ([] if table is None else table.tolist()):
+            text = line.decode("utf-8", "replace")
+            sp = text.find(" ", 1)
+            if sp > 0:
+                out.append((text[:sp], text[sp + 1 :]))
+        return out
+
     def __repr__(self) -> str:
         return (f"Tokenizer(model={self.model!r}, pre={self.pre!r}, n_vocab={self.n_vocab}, "
                 f"bos={self.bos_id}, eos={self.eos_id})")
