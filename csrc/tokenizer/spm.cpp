@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <stdexcept>
+#include <string_view>
 
 #include "tokenizer/unicode.h"
 
@@ -11,6 +12,8 @@ namespace pylm {
 namespace tok {
 
 namespace {
+
+constexpr std::string_view kSpace("\xE2\x96\x81", 3);  // U+2581
 
 // Heap order: highest score first, then leftmost.
 struct BigramLess {
@@ -31,6 +34,23 @@ SpmModel::SpmModel(const Vocab& vocab) : vocab_(vocab) {
             id = vocab.find(&c, 1);
         }
         byte_tok_[b] = id;
+    }
+    for (int32_t id = 0; id < vocab.size(); ++id) {
+        const std::string_view t = vocab.text(id);
+        for (size_t p = t.find(kSpace, 1); p != std::string_view::npos; p = t.find(kSpace, p + 1)) {
+            size_t b = p - 1;  // back to the lead byte of the preceding character
+            while (b > 0 && (static_cast<uint8_t>(t[b]) & 0xC0) == 0x80) --b;
+            before_space_.insert(t.data() + b, p - b, 1);
+        }
+    }
+}
+
+void SpmModel::split_points(const char* text, size_t n, std::vector<uint32_t>& cuts) const {
+    const std::string_view s(text, n);
+    for (size_t p = s.find(kSpace, 1); p != std::string_view::npos; p = s.find(kSpace, p + 1)) {
+        size_t b = p - 1;
+        while (b > 0 && (static_cast<uint8_t>(s[b]) & 0xC0) == 0x80) --b;
+        if (before_space_.find(text + b, p - b) < 0) cuts.push_back(static_cast<uint32_t>(p));
     }
 }
 

@@ -84,6 +84,30 @@ void Tokenizer::encode_bpe_text(Worker& w, const char* text, size_t n, std::vect
     }
 }
 
+void Tokenizer::encode_spm_text(Worker& w, const char* text, size_t n, std::vector<int32_t>& out) const {
+    if (!is_clean_utf8(text, n)) {  // raw bytes: keep llama.cpp's character split, no words
+        spm_->encode(text, n, out, w.spm);
+        return;
+    }
+    w.cuts.clear();
+    spm_->split_points(text, n, w.cuts);
+    w.cuts.push_back(static_cast<uint32_t>(n));
+    size_t begin = 0;
+    for (uint32_t end : w.cuts) {
+        const char* word = text + begin;
+        const size_t len = end - begin;
+        begin = end;
+        if (len > WordCache::kMaxWordBytes) {
+            spm_->encode(word, len, out, w.spm);
+            continue;
+        }
+        if (w.cache.get(word, len, out)) continue;
+        const size_t before = out.size();
+        spm_->encode(word, len, out, w.spm);
+        w.cache.put(word, len, out.data() + before, out.size() - before);
+    }
+}
+
 void Tokenizer::encode_with(Worker& w, const char* text, size_t n, bool add_special, bool parse_special,
                             std::vector<int32_t>& out) const {
     if (add_special && opt_.add_bos) out.push_back(opt_.ids.bos);
@@ -103,7 +127,7 @@ void Tokenizer::encode_with(Worker& w, const char* text, size_t n, bool add_spec
             w.buf.clear();
             if (opt_.add_space_prefix && prev_special) w.buf.append("\xE2\x96\x81", 3);
             escape_spaces(t, len, w.buf);
-            spm_->encode(w.buf.data(), w.buf.size(), out, w.spm);
+            encode_spm_text(w, w.buf.data(), w.buf.size(), out);
         }
         prev_special = false;
     }

@@ -74,6 +74,7 @@ private:
         SpmScratch spm;
         std::vector<Fragment> frags, frags_tmp;
         std::string buf;
+        std::vector<uint32_t> cuts;
         WordCache cache;
     };
     std::unique_ptr<Worker> acquire() const;
@@ -81,6 +82,7 @@ private:
     void encode_with(Worker& w, const char* text, size_t n, bool add_special, bool parse_special,
                      std::vector<int32_t>& out) const;
     void encode_bpe_text(Worker& w, const char* text, size_t n, std::vector<int32_t>& out) const;
+    void encode_spm_text(Worker& w, const char* text, size_t n, std::vector<int32_t>& out) const;
 
     TokenizerOptions opt_;
     std::unique_ptr<Vocab> vocab_;
