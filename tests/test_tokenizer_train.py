@@ -109,25 +109,29 @@ def test_written_gguf_reads_back(tmp_path):
     tok = train_bpe(CORPUS, vocab_size=330, pre="gpt2", special_tokens=["<|endoftext|>"])
     path = tmp_path / "vocab.gguf"
     w = gguf.GGUFWriter(str(path), "llama")
-    for k, v in tok.to_gguf_metadata().items():
-        key = k
-        if isinstance(v, bool):
-            w.add_bool(key, v)
-        elif isinstance(v, int):
-            w.add_uint32(key, v)
-        elif isinstance(v, str):
-            w.add_string(key, v)
-        elif k.endswith("token_type"):
-            w.add_array(key, [int(x) for x in v])
-        else:
-            w.add_array(key, v)
+    tok.add_to_gguf(w)
+    # the few hyperparameters llama.cpp wants before it reads a vocabulary-only file
+    for key, value in (("context_length", 64), ("embedding_length", 32), ("block_count", 1),
+                       ("feed_forward_length", 64), ("attention.head_count", 2)):
+        w.add_uint32(f"llama.{key}", value)
+    w.add_float32("llama.attention.layer_norm_rms_epsilon", 1e-5)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
+    texts = CORPUS + ["unseen wörds 9876 <|endoftext|>!"]
     back = Tokenizer.from_gguf(path)
-    for text in CORPUS:
+    for text in texts:
         assert back.encode(text) == tok.encode(text)
+    try:
+        import llama_cpp
+    except ImportError:
+        return
+    llm = llama_cpp.Llama(str(path), vocab_only=True, verbose=False)
+    for text in texts:
+        for special in (False, True):
+            assert llm.tokenize(text.encode(), add_bos=False, special=special) == \
+                tok.encode(text, parse_special=special)
 
 
 def test_bad_arguments():

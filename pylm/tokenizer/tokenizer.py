@@ -31,6 +31,8 @@ _ID_KEYS = {
     "fim_pad": "fim_pad_token_id", "fim_rep": "fim_rep_token_id", "fim_sep": "fim_sep_token_id",
 }
 _P = "tokenizer.ggml."
+# Spellings of tokenizer.ggml.pre that llama.cpp accepts, for names pylm also takes.
+_LLAMA_CPP_PRE = {"gpt2": "gpt-2"}
 
 
 def _table(value) -> _core.TokStringTable:
@@ -208,7 +210,7 @@ class Tokenizer:
         m = self._meta
         out: dict = {_P + "model": self.model}
         if self.model == "gpt2":
-            out[_P + "pre"] = self.pre
+            out[_P + "pre"] = _LLAMA_CPP_PRE.get(self.pre, self.pre)
         out[_P + "tokens"] = [b.decode("utf-8") for b in m[_P + "tokens"].tolist()]
         if m.get(_P + "token_type") is not None:
             out[_P + "token_type"] = [int(x) for x in m[_P + "token_type"]]
@@ -227,6 +229,19 @@ class Tokenizer:
         out[_P + "add_eos_token"] = self.add_eos
         out[_P + "add_space_prefix"] = self.add_space_prefix
         return out
+
+    def add_to_gguf(self, writer) -> None:
+        """Adds to_gguf_metadata() to a ``gguf.GGUFWriter`` with the types llama.cpp expects
+        (uint32 ids, bool flags, string / int32 / float32 arrays)."""
+        for key, value in self.to_gguf_metadata().items():
+            if isinstance(value, bool):
+                writer.add_bool(key, value)
+            elif isinstance(value, int):
+                writer.add_uint32(key, value)
+            elif isinstance(value, str):
+                writer.add_string(key, value)
+            else:
+                writer.add_array(key, value)
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes the tokenizer as JSON (its GGUF metadata keys); Tokenizer.load reads it."""
