@@ -112,3 +112,38 @@ def test_ids_match_live_llama_cpp(model, request):
             if got != want:
                 bad.append((text, parse_special, got, want))
     assert not bad, f"{len(bad)} mismatches, first: {bad[:2]}"
+
+
+@pytest.mark.parametrize("pre", ["gpt-2", "llama-bpe", "qwen2", "starcoder"])
+def test_other_pre_tokenizers_match_llama_cpp(smollm2_path, tmp_path, pre):
+    """SmolLM2's vocabulary re-labelled with another pre-tokenizer, written to a vocab-only GGUF:
+    llama.cpp and pylm must agree (covers the llama3 / qwen2 splitters end to end, and the
+    llama-bpe flags: whole-word tokens skip merges, BOS added)."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    gguf = pytest.importorskip("gguf")
+    from pylm.tokenizer import read_tokenizer_metadata
+
+    meta = read_tokenizer_metadata(smollm2_path)
+    meta = {k: v for k, v in meta.items() if k.startswith("tokenizer.ggml.") and "add_bos" not in k}
+    meta["tokenizer.ggml.pre"] = pre
+    tok = Tokenizer.from_metadata(meta)
+    path = tmp_path / f"{pre}.gguf"
+    w = gguf.GGUFWriter(str(path), "llama")
+    tok.add_to_gguf(w)
+    for key, value in (("context_length", 64), ("embedding_length", 32), ("block_count", 1),
+                       ("feed_forward_length", 64), ("attention.head_count", 2)):
+        w.add_uint32(f"llama.{key}", value)
+    w.add_float32("llama.attention.layer_norm_rms_epsilon", 1e-5)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    llm = llama_cpp.Llama(str(path), vocab_only=True, verbose=False)
+    assert tok.add_bos == (pre == "llama-bpe")
+    bad = []
+    for text in DATA["corpus"] + _random_texts(150, seed=99):
+        for add_special in (False, True):
+            want = llm.tokenize(text.encode("utf-8"), add_bos=add_special, special=False)
+            if tok.encode(text, add_special=add_special) != want:
+                bad.append(text)
+    assert not bad, f"{len(bad)} mismatches, first: {bad[:2]!r}"

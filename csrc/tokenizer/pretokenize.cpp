@@ -172,16 +172,47 @@ void decode_all(const char* text, size_t n, PretokScratch& sc) {
 
 }  // namespace
 
+namespace {
+
+// tokenizer.ggml.pre names whose pre-tokenizer regexes in llama.cpp (llm_tokenizer_bpe) are
+// exactly one of the four implemented here.
+struct PreName {
+    const char* name;
+    PreType type;
+};
+const PreName kPreNames[] = {
+    {"gpt2", PreType::Gpt2}, {"gpt-2", PreType::Gpt2}, {"phi-2", PreType::Gpt2}, {"mpt", PreType::Gpt2},
+    {"olmo", PreType::Gpt2}, {"jais", PreType::Gpt2}, {"trillion", PreType::Gpt2},
+    {"granite-docling", PreType::Gpt2}, {"exaone4", PreType::Gpt2}, {"gigachat", PreType::Gpt2},
+    {"a.x-4.0", PreType::Gpt2}, {"mellum", PreType::Gpt2},
+    {"smollm", PreType::Smollm}, {"starcoder", PreType::Smollm}, {"refact", PreType::Smollm},
+    {"command-r", PreType::Smollm}, {"codeshell", PreType::Smollm}, {"exaone", PreType::Smollm},
+    {"minerva-7b", PreType::Smollm},
+    {"llama-bpe", PreType::Llama3}, {"llama3", PreType::Llama3}, {"llama-v3", PreType::Llama3},
+    {"falcon3", PreType::Llama3}, {"falcon-h1", PreType::Llama3}, {"pixtral", PreType::Llama3},
+    {"midm-2.0", PreType::Llama3}, {"lfm2", PreType::Llama3}, {"dbrx", PreType::Llama3},
+    {"smaug-bpe", PreType::Llama3},
+    {"qwen2", PreType::Qwen2}, {"deepseek-r1-qwen", PreType::Qwen2}, {"megrez", PreType::Qwen2},
+    {"stablelm2", PreType::Qwen2}, {"hunyuan", PreType::Qwen2},
+};
+
+}  // namespace
+
 bool parse_pre_type(const std::string& name, PreType& out) {
-    if (name == "gpt2" || name == "gpt-2") out = PreType::Gpt2;
-    else if (name == "smollm") out = PreType::Smollm;
-    else if (name == "llama-bpe" || name == "llama3" || name == "llama-v3") out = PreType::Llama3;
-    else if (name == "qwen2") out = PreType::Qwen2;
-    else return false;
-    return true;
+    for (const PreName& p : kPreNames) {
+        if (name == p.name) {
+            out = p.type;
+            return true;
+        }
+    }
+    return false;
 }
 
-std::string pre_type_names() { return "gpt2, gpt-2, smollm, llama-bpe, llama3, llama-v3, qwen2"; }
+std::string pre_type_names() {
+    std::string s;
+    for (const PreName& p : kPreNames) s += (s.empty() ? "" : ", ") + std::string(p.name);
+    return s;
+}
 
 void pretokenize(PreType type, const char* text, size_t n, PretokScratch& sc, std::vector<Span>& out) {
     out.clear();

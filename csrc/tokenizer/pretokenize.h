@@ -21,7 +21,8 @@ namespace tok {
 
 enum class PreType : int { Gpt2 = 0, Smollm = 1, Llama3 = 2, Qwen2 = 3 };
 
-// Maps a GGUF `tokenizer.ggml.pre` value to a PreType; false for names not implemented.
+// Maps a GGUF `tokenizer.ggml.pre` value to a PreType (also the other names llama.cpp gives
+// the same regexes, e.g. "starcoder" = smollm); false for names not implemented.
 bool parse_pre_type(const std::string& name, PreType& out);
 // Names accepted by parse_pre_type, comma separated (for error messages).
 std::string pre_type_names();

@@ -110,6 +110,8 @@ void Tokenizer::encode_spm_text(Worker& w, const char* text, size_t n, std::vect
 
 void Tokenizer::encode_with(Worker& w, const char* text, size_t n, bool add_special, bool parse_special,
                             std::vector<int32_t>& out) const {
+    if (n >= (size_t(1) << 31))  // spans are 32-bit byte offsets
+        throw std::invalid_argument("tokenizer: text of " + std::to_string(n) + " bytes is too long (max 2 GiB)");
     if (add_special && opt_.add_bos) out.push_back(opt_.ids.bos);
     special_->split(text, n, parse_special, w.frags, w.frags_tmp);
     bool prev_special = true;  // SPM: a space prefix goes before the first text fragment

@@ -87,7 +87,7 @@ std::string unescape_spaces(std::string_view text) {
     std::string out;
     out.reserve(text.size());
     for (size_t i = 0; i < text.size(); ++i) {
-        if (i + 2 < text.size() + 0 && static_cast<uint8_t>(text[i]) == 0xE2 &&
+        if (i + 2 < text.size() && static_cast<uint8_t>(text[i]) == 0xE2 &&
             static_cast<uint8_t>(text[i + 1]) == 0x96 && static_cast<uint8_t>(text[i + 2]) == 0x81) {
             out.push_back(' ');
             i += 2;
@@ -134,14 +134,10 @@ Vocab::Vocab(ModelKind kind, const StringTable& tokens, const std::vector<int32_
                                         std::to_string(prev) + " and " + std::to_string(i));
         attr_[i] = types.empty() ? kAttrNormal : attr_of_type(types[i]);
     }
-    auto check = [&](int32_t& id, const char* what) {
-        if (id >= static_cast<int32_t>(n)) id = -1;  // llama.cpp ignores out-of-range ids
-        (void)what;
-    };
     for (int32_t* p : {&ids_.bos, &ids_.eos, &ids_.eot, &ids_.eom, &ids_.unk, &ids_.sep, &ids_.pad,
                        &ids_.fim_pre, &ids_.fim_suf, &ids_.fim_mid, &ids_.fim_pad, &ids_.fim_rep,
                        &ids_.fim_sep})
-        check(*p, "");
+        if (*p >= static_cast<int32_t>(n)) *p = -1;  // llama.cpp disables out-of-range ids
     apply_text_overrides();
     build_pieces();
 }

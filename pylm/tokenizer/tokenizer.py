@@ -21,9 +21,10 @@ import numpy as np
 from .. import _core
 from .gguf_meta import read_tokenizer_metadata
 
-# Pre-tokenizer names whose llama.cpp type (LLAMA3) also skips merges for whole-word tokens
-# and adds BOS by default.
-_LLAMA3_PRES = ("llama3", "llama-v3", "llama-bpe")
+# Pre-tokenizer names for which llama.cpp also skips merges for whole-word tokens and adds BOS
+# by default (llama_vocab::impl::load).
+_LLAMA3_PRES = ("llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0",
+                "lfm2")
 _ID_KEYS = {
     "bos": "bos_token_id", "eos": "eos_token_id", "eot": "eot_token_id", "eom": "eom_token_id",
     "unk": "unknown_token_id", "sep": "seperator_token_id", "pad": "padding_token_id",
