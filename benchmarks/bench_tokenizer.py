@@ -86,7 +86,10 @@ def tiktoken_from_gguf(meta):
     from pylm.tokenizer.trainer import BYTE_ALPHABET
 
     inv = {c: b for b, c in enumerate(BYTE_ALPHABET)}
-    raw = lambda s: bytes(inv[c] for c in s)  # noqa: E731
+
+    def raw(s: str) -> bytes:
+        return bytes(inv[c] for c in s)
+
     ranks = {bytes([b]): b for b in range(256)}
     for i, m in enumerate(meta["tokenizer.ggml.merges"].tolist()):
         a, b = m.decode("utf-8").split(" ", 1)
@@ -115,7 +118,7 @@ def main() -> int:
     nbytes = sum(len(d.encode("utf-8")) for d in docs)
     mb = nbytes / 1e6
     print(f"text: {mb:.1f} MB in {len(docs)} documents, one thread")
-    results, ref = {}, {}
+    results = {}
 
     def report(name, secs, ids, ref_ids, map_ids=None):
         if map_ids:
@@ -140,7 +143,11 @@ def main() -> int:
         ref_ids = []
         if llama_cpp is not None:
             llm = llama_cpp.Llama(str(path), vocab_only=True, verbose=False)
-            secs, ref_ids = timed(lambda d: llm.tokenize(d.encode("utf-8"), add_bos=False, special=False), docs, 1)
+
+            def llama_encode(d, llm=llm):
+                return llm.tokenize(d.encode("utf-8"), add_bos=False, special=False)
+
+            secs, ref_ids = timed(llama_encode, docs, 1)
             report(f"{key}/llama.cpp", secs, ref_ids, ref_ids)
         tok = Tokenizer.from_gguf(path)
         secs, ids = timed(tok.encode, docs)
@@ -149,7 +156,11 @@ def main() -> int:
             meta = read_tokenizer_metadata(path)
             try:
                 hf = hf_from_gguf(meta)
-                secs, ids = timed(lambda d: hf.encode(d, add_special_tokens=False).ids, docs)
+
+                def hf_encode(d, hf=hf):
+                    return hf.encode(d, add_special_tokens=False).ids
+
+                secs, ids = timed(hf_encode, docs)
                 report(f"{key}/hf-tokenizers", secs, ids, ref_ids)
             except ImportError:
                 print("  hf-tokenizers not installed, skipped")

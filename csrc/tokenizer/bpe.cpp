@@ -38,7 +38,10 @@ struct HeapLess {
 }  // namespace
 
 BpeModel::BpeModel(const Vocab& vocab, const StringTable& merges, bool ignore_merges)
-    : vocab_(vocab), ignore_merges_(ignore_merges), n_vocab_(vocab.size()), raw_to_id_(vocab.size()) {
+    : vocab_(vocab),
+      ignore_merges_(ignore_merges),
+      n_vocab_(vocab.size()),
+      raw_to_id_(vocab.size()) {
     std::string raw;
     for (int32_t id = 0; id < n_vocab_; ++id)
         if (byte_level_to_raw(vocab.text(id), raw)) raw_to_id_.insert(raw.data(), raw.size(), id);
@@ -150,7 +153,8 @@ size_t BpeModel::merge_heap(BpeScratch& sc, size_t n) const {
     return m;
 }
 
-void BpeModel::encode_word(const uint8_t* w, size_t n, std::vector<int32_t>& out, BpeScratch& sc) const {
+void BpeModel::encode_word(const uint8_t* w, size_t n, std::vector<int32_t>& out,
+                           BpeScratch& sc) const {
     if (n > kSmallWord) {
         encode_word_heap(w, n, out, sc);
         return;
@@ -174,7 +178,8 @@ void BpeModel::encode_word(const uint8_t* w, size_t n, std::vector<int32_t>& out
     for (int32_t s : sc.sym) emit(s, out);
 }
 
-void BpeModel::encode_word_heap(const uint8_t* w, size_t n, std::vector<int32_t>& out, BpeScratch& sc) const {
+void BpeModel::encode_word_heap(const uint8_t* w, size_t n, std::vector<int32_t>& out,
+                                BpeScratch& sc) const {
     if (ignore_merges_) {
         const int32_t id = raw_to_id_.find(reinterpret_cast<const char*>(w), n);
         if (id >= 0) {
@@ -190,4 +195,3 @@ void BpeModel::encode_word_heap(const uint8_t* w, size_t n, std::vector<int32_t>
 
 }  // namespace tok
 }  // namespace pylm
-

@@ -19,9 +19,9 @@ namespace pylm {
 namespace tok {
 
 struct BpeScratch {
-    std::vector<int32_t> sym;      // [n] symbol per position
-    std::vector<int32_t> rank;     // [n] rank of (sym[i], sym[i+1]), or INT32_MAX
-    std::vector<int32_t> merged;   // [n] merged symbol of (sym[i], sym[i+1])
+    std::vector<int32_t> sym;     // [n] symbol per position
+    std::vector<int32_t> rank;    // [n] rank of (sym[i], sym[i+1]), or INT32_MAX
+    std::vector<int32_t> merged;  // [n] merged symbol of (sym[i], sym[i+1])
     std::vector<int32_t> prev, next;
     struct Entry {
         int32_t rank, left, right, sym_left, sym_right;
@@ -40,7 +40,8 @@ public:
     // Appends the token ids of one word given as raw bytes w[0, n), n >= 1.
     void encode_word(const uint8_t* w, size_t n, std::vector<int32_t>& out, BpeScratch& sc) const;
     // Same, forcing the heap algorithm (tests compare both paths).
-    void encode_word_heap(const uint8_t* w, size_t n, std::vector<int32_t>& out, BpeScratch& sc) const;
+    void encode_word_heap(const uint8_t* w, size_t n, std::vector<int32_t>& out,
+                          BpeScratch& sc) const;
 
     size_t n_merges() const { return merges_.size(); }
 
@@ -55,9 +56,9 @@ private:
     int32_t n_vocab_;
     int32_t byte_sym_[256];
     PairMap merges_;
-    StrMap extra_ids_;                   // text of extra symbols -> id
+    StrMap extra_ids_;                     // text of extra symbols -> id
     std::vector<std::string> extra_text_;  // [id - n_vocab]
-    StrMap raw_to_id_;                   // raw bytes of byte-level tokens -> id
+    StrMap raw_to_id_;                     // raw bytes of byte-level tokens -> id
 };
 
 }  // namespace tok

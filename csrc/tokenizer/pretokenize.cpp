@@ -34,7 +34,9 @@ struct Segment {
     }
 };
 
-inline uint32_t ascii_lower(uint32_t c) { return (c >= 'A' && c <= 'Z') ? c + 32 : c; }
+inline uint32_t ascii_lower(uint32_t c) {
+    return (c >= 'A' && c <= 'Z') ? c + 32 : c;
+}
 
 // 's 't 'm 'd 're 've 'll at pos; returns the match length in codepoints (0 if none).
 inline size_t contraction(const Segment& s, size_t pos, bool any_case) {
@@ -96,7 +98,8 @@ void split_llama3(Segment& s, size_t max_digits) {
             continue;
         }
         // [^\r\n\p{L}\p{N}]?\p{L}+
-        if (!(c == '\r' || c == '\n' || (f & kNumber)) && ((f & kLetter) || (s.flag(pos + 1) & kLetter))) {
+        if (!(c == '\r' || c == '\n' || (f & kNumber)) &&
+            ((f & kLetter) || (s.flag(pos + 1) & kLetter))) {
             ++pos;
             while (s.flag(pos) & kLetter) ++pos;
             s.emit(pos);
@@ -181,19 +184,40 @@ struct PreName {
     PreType type;
 };
 const PreName kPreNames[] = {
-    {"gpt2", PreType::Gpt2}, {"gpt-2", PreType::Gpt2}, {"phi-2", PreType::Gpt2}, {"mpt", PreType::Gpt2},
-    {"olmo", PreType::Gpt2}, {"jais", PreType::Gpt2}, {"trillion", PreType::Gpt2},
-    {"granite-docling", PreType::Gpt2}, {"exaone4", PreType::Gpt2}, {"gigachat", PreType::Gpt2},
-    {"a.x-4.0", PreType::Gpt2}, {"mellum", PreType::Gpt2},
-    {"smollm", PreType::Smollm}, {"starcoder", PreType::Smollm}, {"refact", PreType::Smollm},
-    {"command-r", PreType::Smollm}, {"codeshell", PreType::Smollm}, {"exaone", PreType::Smollm},
+    {"gpt2", PreType::Gpt2},
+    {"gpt-2", PreType::Gpt2},
+    {"phi-2", PreType::Gpt2},
+    {"mpt", PreType::Gpt2},
+    {"olmo", PreType::Gpt2},
+    {"jais", PreType::Gpt2},
+    {"trillion", PreType::Gpt2},
+    {"granite-docling", PreType::Gpt2},
+    {"exaone4", PreType::Gpt2},
+    {"gigachat", PreType::Gpt2},
+    {"a.x-4.0", PreType::Gpt2},
+    {"mellum", PreType::Gpt2},
+    {"smollm", PreType::Smollm},
+    {"starcoder", PreType::Smollm},
+    {"refact", PreType::Smollm},
+    {"command-r", PreType::Smollm},
+    {"codeshell", PreType::Smollm},
+    {"exaone", PreType::Smollm},
     {"minerva-7b", PreType::Smollm},
-    {"llama-bpe", PreType::Llama3}, {"llama3", PreType::Llama3}, {"llama-v3", PreType::Llama3},
-    {"falcon3", PreType::Llama3}, {"falcon-h1", PreType::Llama3}, {"pixtral", PreType::Llama3},
-    {"midm-2.0", PreType::Llama3}, {"lfm2", PreType::Llama3}, {"dbrx", PreType::Llama3},
+    {"llama-bpe", PreType::Llama3},
+    {"llama3", PreType::Llama3},
+    {"llama-v3", PreType::Llama3},
+    {"falcon3", PreType::Llama3},
+    {"falcon-h1", PreType::Llama3},
+    {"pixtral", PreType::Llama3},
+    {"midm-2.0", PreType::Llama3},
+    {"lfm2", PreType::Llama3},
+    {"dbrx", PreType::Llama3},
     {"smaug-bpe", PreType::Llama3},
-    {"qwen2", PreType::Qwen2}, {"deepseek-r1-qwen", PreType::Qwen2}, {"megrez", PreType::Qwen2},
-    {"stablelm2", PreType::Qwen2}, {"hunyuan", PreType::Qwen2},
+    {"qwen2", PreType::Qwen2},
+    {"deepseek-r1-qwen", PreType::Qwen2},
+    {"megrez", PreType::Qwen2},
+    {"stablelm2", PreType::Qwen2},
+    {"hunyuan", PreType::Qwen2},
 };
 
 }  // namespace
@@ -214,7 +238,8 @@ std::string pre_type_names() {
     return s;
 }
 
-void pretokenize(PreType type, const char* text, size_t n, PretokScratch& sc, std::vector<Span>& out) {
+void pretokenize(PreType type, const char* text, size_t n, PretokScratch& sc,
+                 std::vector<Span>& out) {
     out.clear();
     if (n == 0) return;
     decode_all(text, n, sc);

@@ -36,8 +36,8 @@ SpecialSplitter::SpecialSplitter(const Vocab& vocab) : vocab_(vocab) {
     }
 }
 
-void SpecialSplitter::split(const char* text, size_t n, bool parse_special, std::vector<Fragment>& out,
-                            std::vector<Fragment>& tmp) const {
+void SpecialSplitter::split(const char* text, size_t n, bool parse_special,
+                            std::vector<Fragment>& out, std::vector<Fragment>& tmp) const {
     out.clear();
     if (n == 0) return;
     out.push_back(Fragment{-1, 0, static_cast<uint32_t>(n)});
@@ -76,8 +76,9 @@ void SpecialSplitter::split(const char* text, size_t n, bool parse_special, std:
             for (;;) {
                 const size_t m = frag.find(tok, pos);
                 if (m == std::string_view::npos) break;
-                if (m > pos) tmp.push_back(Fragment{-1, f.begin + static_cast<uint32_t>(pos),
-                                                    f.begin + static_cast<uint32_t>(m)});
+                if (m > pos)
+                    tmp.push_back(Fragment{-1, f.begin + static_cast<uint32_t>(pos),
+                                           f.begin + static_cast<uint32_t>(m)});
                 tmp.push_back(Fragment{id, 0, 0});
                 pos = m + tok.size();
             }

@@ -19,7 +19,7 @@ namespace pylm {
 namespace tok {
 
 struct Fragment {
-    int32_t token;       // >= 0: a special token; -1: text[begin, end)
+    int32_t token;  // >= 0: a special token; -1: text[begin, end)
     uint32_t begin, end;
 };
 
@@ -35,8 +35,8 @@ private:
     const Vocab& vocab_;
     std::vector<int32_t> order_;  // special ids, longest text first (then by id)
     // Trie over the special texts: node -> (byte -> child). Node 0 is the root.
-    PairMap edges_;               // (node, byte) -> (child, 0)
-    std::vector<int32_t> term_;   // [node] index into order_ of the text ending here, or -1
+    PairMap edges_;              // (node, byte) -> (child, 0)
+    std::vector<int32_t> term_;  // [node] index into order_ of the text ending here, or -1
     bool root_byte_[256] = {};
 };
 

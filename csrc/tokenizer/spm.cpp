@@ -103,7 +103,8 @@ void SpmModel::encode(const char* text, size_t n, std::vector<int32_t>& out, Spm
             const uint8_t b = static_cast<uint8_t>(text[s.begin + k]);
             if (byte_tok_[b] < 0) {
                 char msg[64];
-                std::snprintf(msg, sizeof msg, "tokenizer: no byte token <0x%02X> for byte fallback", b);
+                std::snprintf(msg, sizeof msg,
+                              "tokenizer: no byte token <0x%02X> for byte fallback", b);
                 throw std::runtime_error(msg);
             }
             out.push_back(byte_tok_[b]);

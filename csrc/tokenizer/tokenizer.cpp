@@ -40,9 +40,11 @@ Tokenizer::Tokenizer(const StringTable& tokens, const std::vector<int32_t>& type
         spm_ = std::make_unique<SpmModel>(*vocab_);
     special_ = std::make_unique<SpecialSplitter>(*vocab_);
     if (opt_.add_bos && opt_.ids.bos < 0)
-        throw std::invalid_argument("tokenizer: add_bos_token is true but there is no bos_token_id");
+        throw std::invalid_argument(
+            "tokenizer: add_bos_token is true but there is no bos_token_id");
     if (opt_.add_eos && opt_.ids.eos < 0)
-        throw std::invalid_argument("tokenizer: add_eos_token is true but there is no eos_token_id");
+        throw std::invalid_argument(
+            "tokenizer: add_eos_token is true but there is no eos_token_id");
 }
 
 std::unique_ptr<Tokenizer::Worker> Tokenizer::acquire() const {
@@ -62,7 +64,8 @@ void Tokenizer::release(std::unique_ptr<Worker> w) const {
     if (pool_.size() < 64) pool_.push_back(std::move(w));
 }
 
-void Tokenizer::encode_bpe_text(Worker& w, const char* text, size_t n, std::vector<int32_t>& out) const {
+void Tokenizer::encode_bpe_text(Worker& w, const char* text, size_t n,
+                                std::vector<int32_t>& out) const {
     if (!is_clean_utf8(text, n)) {  // llama.cpp substitutes U+FFFD for malformed bytes
         const std::string clean = sanitize_utf8(text, n);
         encode_bpe_text(w, clean.data(), clean.size(), out);
@@ -84,7 +87,8 @@ void Tokenizer::encode_bpe_text(Worker& w, const char* text, size_t n, std::vect
     }
 }
 
-void Tokenizer::encode_spm_text(Worker& w, const char* text, size_t n, std::vector<int32_t>& out) const {
+void Tokenizer::encode_spm_text(Worker& w, const char* text, size_t n,
+                                std::vector<int32_t>& out) const {
     if (!is_clean_utf8(text, n)) {  // raw bytes: keep llama.cpp's character split, no words
         spm_->encode(text, n, out, w.spm);
         return;
@@ -108,10 +112,11 @@ void Tokenizer::encode_spm_text(Worker& w, const char* text, size_t n, std::vect
     }
 }
 
-void Tokenizer::encode_with(Worker& w, const char* text, size_t n, bool add_special, bool parse_special,
-                            std::vector<int32_t>& out) const {
+void Tokenizer::encode_with(Worker& w, const char* text, size_t n, bool add_special,
+                            bool parse_special, std::vector<int32_t>& out) const {
     if (n >= (size_t(1) << 31))  // spans are 32-bit byte offsets
-        throw std::invalid_argument("tokenizer: text of " + std::to_string(n) + " bytes is too long (max 2 GiB)");
+        throw std::invalid_argument("tokenizer: text of " + std::to_string(n) +
+                                    " bytes is too long (max 2 GiB)");
     if (add_special && opt_.add_bos) out.push_back(opt_.ids.bos);
     special_->split(text, n, parse_special, w.frags, w.frags_tmp);
     bool prev_special = true;  // SPM: a space prefix goes before the first text fragment
@@ -148,8 +153,9 @@ void Tokenizer::encode(const char* text, size_t n, bool add_special, bool parse_
     release(std::move(w));
 }
 
-void Tokenizer::encode_batch(const std::vector<std::string>& texts, bool add_special, bool parse_special,
-                             int threads, std::vector<std::vector<int32_t>>& out) const {
+void Tokenizer::encode_batch(const std::vector<std::string>& texts, bool add_special,
+                             bool parse_special, int threads,
+                             std::vector<std::vector<int32_t>>& out) const {
     out.assign(texts.size(), {});
     std::exception_ptr error;
     std::mutex error_mutex;
@@ -157,7 +163,8 @@ void Tokenizer::encode_batch(const std::vector<std::string>& texts, bool add_spe
         std::unique_ptr<Worker> w = acquire();
         try {
             for (int64_t i = b; i < e; ++i)
-                encode_with(*w, texts[i].data(), texts[i].size(), add_special, parse_special, out[i]);
+                encode_with(*w, texts[i].data(), texts[i].size(), add_special, parse_special,
+                            out[i]);
         } catch (...) {
             std::lock_guard<std::mutex> lk(error_mutex);
             if (!error) error = std::current_exception();
@@ -172,7 +179,8 @@ std::string Tokenizer::decode(const int32_t* ids, size_t n, bool skip_special) c
     for (size_t i = 0; i < n; ++i)
         if (ids[i] < 0 || ids[i] >= nv)
             throw std::out_of_range("token id " + std::to_string(ids[i]) + " at position " +
-                                    std::to_string(i) + " is out of range [0, " + std::to_string(nv) + ")");
+                                    std::to_string(i) + " is out of range [0, " +
+                                    std::to_string(nv) + ")");
     // Like llama_detokenize: one leading space is dropped when the encoder adds it, and
     // skip_special also drops a leading BOS / trailing EOS the encoder would add.
     bool strip_space = opt_.add_space_prefix;

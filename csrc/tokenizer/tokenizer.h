@@ -22,10 +22,10 @@ namespace tok {
 
 struct TokenizerOptions {
     ModelKind kind = ModelKind::Bpe;
-    PreType pre = PreType::Gpt2;     // byte-level BPE only
-    bool ignore_merges = false;      // byte-level BPE: whole-word tokens skip the merges
+    PreType pre = PreType::Gpt2;  // byte-level BPE only
+    bool ignore_merges = false;   // byte-level BPE: whole-word tokens skip the merges
     bool add_bos = false, add_eos = false;
-    bool add_space_prefix = false;   // SPM: ' ' before the text and after each special token
+    bool add_space_prefix = false;  // SPM: ' ' before the text and after each special token
     SpecialIds ids;
 };
 
@@ -40,7 +40,7 @@ public:
     void put(const char* w, size_t n, const int32_t* ids, size_t count);
 
 private:
-    StrMap index_;             // word -> entry number
+    StrMap index_;                  // word -> entry number
     std::vector<uint32_t> off_{0};  // entry k's ids are ids_[off_[k], off_[k + 1])
     std::vector<int32_t> ids_;
 };

@@ -41,7 +41,8 @@ bool BpeTrainer::heap_less(const HeapEntry& x, const HeapEntry& y) const {
 
 void BpeTrainer::push(int32_t a, int32_t b, int64_t count) {
     heap_.push_back(HeapEntry{count, a, b});
-    std::push_heap(heap_.begin(), heap_.end(), [this](const HeapEntry& x, const HeapEntry& y) { return heap_less(x, y); });
+    std::push_heap(heap_.begin(), heap_.end(),
+                   [this](const HeapEntry& x, const HeapEntry& y) { return heap_less(x, y); });
 }
 
 void BpeTrainer::start() {
@@ -60,11 +61,13 @@ void BpeTrainer::start() {
             const uint64_t k = key(syms[i], syms[i + 1]);
             pair_count_[k] += word_count_[w];
             auto& lst = pair_words_[k];
-            if (lst.empty() || lst.back() != static_cast<int32_t>(w)) lst.push_back(static_cast<int32_t>(w));
+            if (lst.empty() || lst.back() != static_cast<int32_t>(w))
+                lst.push_back(static_cast<int32_t>(w));
         }
     }
     for (const auto& kv : pair_count_)
-        push(static_cast<int32_t>(kv.first >> 32), static_cast<int32_t>(kv.first & 0xFFFFFFFFu), kv.second);
+        push(static_cast<int32_t>(kv.first >> 32), static_cast<int32_t>(kv.first & 0xFFFFFFFFu),
+             kv.second);
 }
 
 int BpeTrainer::step(int max_merges, int64_t min_count) {
@@ -130,7 +133,8 @@ int BpeTrainer::step(int max_merges, int64_t min_count) {
             int64_t& pc = pair_count_[d.first];
             pc += d.second;
             if (d.second > 0)
-                push(static_cast<int32_t>(d.first >> 32), static_cast<int32_t>(d.first & 0xFFFFFFFFu), pc);
+                push(static_cast<int32_t>(d.first >> 32),
+                     static_cast<int32_t>(d.first & 0xFFFFFFFFu), pc);
             if (pc <= 0) pair_count_.erase(d.first);
         }
         pair_words_.erase(k);
@@ -143,7 +147,8 @@ std::vector<std::tuple<int32_t, int32_t, int64_t>> BpeTrainer::pair_counts() con
     std::vector<std::tuple<int32_t, int32_t, int64_t>> out;
     for (const auto& kv : pair_count_)
         if (kv.second > 0)
-            out.emplace_back(static_cast<int32_t>(kv.first >> 32), static_cast<int32_t>(kv.first & 0xFFFFFFFFu), kv.second);
+            out.emplace_back(static_cast<int32_t>(kv.first >> 32),
+                             static_cast<int32_t>(kv.first & 0xFFFFFFFFu), kv.second);
     std::sort(out.begin(), out.end());
     return out;
 }

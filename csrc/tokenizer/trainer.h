@@ -52,7 +52,7 @@ private:
     PreType pre_;
     PretokScratch scratch_;
     std::vector<Span> spans_;
-    StrMap word_index_;                 // word bytes -> index
+    StrMap word_index_;  // word bytes -> index
     std::vector<std::string> word_bytes_;
     std::vector<int64_t> word_count_;
     std::vector<std::vector<int32_t>> word_syms_;

@@ -89,7 +89,9 @@ void append_utf8(std::string& out, uint32_t cpt) {
     }
 }
 
-uint32_t byte_to_cpt(uint8_t b) { return alphabet().to_cpt[b]; }
+uint32_t byte_to_cpt(uint8_t b) {
+    return alphabet().to_cpt[b];
+}
 
 int cpt_to_byte(uint32_t cpt) {
     return cpt < 0x100 + 68 ? alphabet().from_cpt[cpt] : -1;

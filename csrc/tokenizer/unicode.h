@@ -17,15 +17,15 @@ namespace pylm {
 namespace tok {
 
 enum CptFlag : uint16_t {
-    kNumber = 1 << 0,     // \p{N}
-    kLetter = 1 << 1,     // \p{L}
-    kSeparator = 1 << 2,  // \p{Z}
-    kMark = 1 << 3,       // \p{M}
-    kPunct = 1 << 4,      // \p{P}
-    kSymbol = 1 << 5,     // \p{S}
-    kControl = 1 << 6,    // \p{C} except unassigned
-    kUndefined = 1 << 7,  // unassigned (Cn), or beyond U+10FFFF
-    kWhiteSpace = 1 << 8, // White_Space: \s
+    kNumber = 1 << 0,      // \p{N}
+    kLetter = 1 << 1,      // \p{L}
+    kSeparator = 1 << 2,   // \p{Z}
+    kMark = 1 << 3,        // \p{M}
+    kPunct = 1 << 4,       // \p{P}
+    kSymbol = 1 << 5,      // \p{S}
+    kControl = 1 << 6,     // \p{C} except unassigned
+    kUndefined = 1 << 7,   // unassigned (Cn), or beyond U+10FFFF
+    kWhiteSpace = 1 << 8,  // White_Space: \s
 };
 
 constexpr uint32_t kMaxCodepoint = 0x110000;
@@ -49,7 +49,9 @@ inline uint16_t cpt_flags(const CptTable& t, uint32_t cpt) {
     if (cpt >= kMaxCodepoint) return kUndefined;
     return t.stage2[(static_cast<uint32_t>(t.stage1[cpt >> 7]) << 7) | (cpt & 127)];
 }
-inline uint16_t cpt_flags(uint32_t cpt) { return cpt_flags(cpt_table(), cpt); }
+inline uint16_t cpt_flags(uint32_t cpt) {
+    return cpt_flags(cpt_table(), cpt);
+}
 
 // Length of the UTF-8 sequence announced by lead byte `c` (1 for continuation bytes), as
 // llama.cpp's unicode_len_utf8 computes it.
@@ -62,9 +64,15 @@ inline size_t utf8_len(uint8_t c) {
 // input gives U+FFFD with len = 1.
 inline uint32_t decode_utf8(const uint8_t* s, size_t n, size_t& len) {
     const uint8_t c = s[0];
-    if (!(c & 0x80)) { len = 1; return c; }
+    if (!(c & 0x80)) {
+        len = 1;
+        return c;
+    }
     if ((c & 0x40) && !(c & 0x20)) {
-        if (n >= 2 && (s[1] & 0xC0) == 0x80) { len = 2; return ((c & 0x1Fu) << 6) | (s[1] & 0x3Fu); }
+        if (n >= 2 && (s[1] & 0xC0) == 0x80) {
+            len = 2;
+            return ((c & 0x1Fu) << 6) | (s[1] & 0x3Fu);
+        }
     } else if ((c & 0x40) && !(c & 0x10)) {
         if (n >= 3 && (s[1] & 0xC0) == 0x80 && (s[2] & 0xC0) == 0x80) {
             len = 3;
@@ -73,7 +81,8 @@ inline uint32_t decode_utf8(const uint8_t* s, size_t n, size_t& len) {
     } else if ((c & 0x40) && !(c & 0x08)) {
         if (n >= 4 && (s[1] & 0xC0) == 0x80 && (s[2] & 0xC0) == 0x80 && (s[3] & 0xC0) == 0x80) {
             len = 4;
-            return ((c & 0x07u) << 18) | ((s[1] & 0x3Fu) << 12) | ((s[2] & 0x3Fu) << 6) | (s[3] & 0x3Fu);
+            return ((c & 0x07u) << 18) | ((s[1] & 0x3Fu) << 12) | ((s[2] & 0x3Fu) << 6) |
+                   (s[3] & 0x3Fu);
         }
     }
     len = 1;

@@ -15,43 +15,104 @@ namespace {
 
 uint32_t attr_of_type(int32_t type) {
     switch (type) {
-        case kTypeUnknown: return kAttrUnknown;
-        case kTypeUnused: return kAttrUnused;
-        case kTypeNormal: return kAttrNormal;
-        case kTypeControl: return kAttrControl;
-        case kTypeUserDefined: return kAttrUserDefined;
-        case kTypeByte: return kAttrByte;
-        default: return 0;  // undefined: decodes to nothing
+        case kTypeUnknown:
+            return kAttrUnknown;
+        case kTypeUnused:
+            return kAttrUnused;
+        case kTypeNormal:
+            return kAttrNormal;
+        case kTypeControl:
+            return kAttrControl;
+        case kTypeUserDefined:
+            return kAttrUserDefined;
+        case kTypeByte:
+            return kAttrByte;
+        default:
+            return 0;  // undefined: decodes to nothing
     }
 }
 
 // Texts llama.cpp treats as end-of-generation and forces to control type.
 const char* const kEogTexts[] = {
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>",
-    "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]",
-    "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
-    "<\xEF\xBD\x9C" "end\xE2\x96\x81" "of\xE2\x96\x81" "sentence\xEF\xBD\x9C>", "[e~[",
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<|return|>",
+    "<|call|>",
+    "<|flush|>",
+    "<|calls|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "</s>",
+    "<|eom_id|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "[EOS]",
+    "<|end_of_text|>",
+    "<end_of_utterance>",
+    "<eos>",
+    "<turn|>",
+    "<|tool_response>",
+    "<\xEF\xBD\x9C"
+    "end\xE2\x96\x81"
+    "of\xE2\x96\x81"
+    "sentence\xEF\xBD\x9C>",
+    "[e~[",
 };
 
 // End-of-turn texts, in the order they are tried when the GGUF names no eot id.
 const char* const kEotTexts[] = {
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>",
-    "<EOT>", "_<EOT>", "[EOT]", "<\xEF\xBD\x9C" "end\xE2\x96\x81" "of\xE2\x96\x81" "sentence\xEF\xBD\x9C>",
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|end_of_text|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "<\xEF\xBD\x9C"
+    "end\xE2\x96\x81"
+    "of\xE2\x96\x81"
+    "sentence\xEF\xBD\x9C>",
     "<end_of_utterance>",
 };
 
 // Fill-in-the-middle texts, per role: forced to control when the GGUF names no id for the role.
-const char* const kFimPre[] = {"<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>",
-                               "<\xEF\xBD\x9C" "fim\xE2\x96\x81" "begin\xEF\xBD\x9C>", "<PRE>",
-                               "\xE2\x96\x81<PRE>", "<|code_prefix|>", "<|prefix|>"};
-const char* const kFimSuf[] = {"<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>",
-                               "<\xEF\xBD\x9C" "fim\xE2\x96\x81" "hole\xEF\xBD\x9C>", "<SUF>",
-                               "\xE2\x96\x81<SUF>", "<|code_suffix|>", "<|suffix|>"};
-const char* const kFimMid[] = {"<|fim_middle|>", "<fim-middle>", "<fim_middle>",
-                               "<\xEF\xBD\x9C" "fim\xE2\x96\x81" "end\xEF\xBD\x9C>", "<MID>",
-                               "\xE2\x96\x81<MID>", "<|code_middle|>", "<|middle|>"};
+const char* const kFimPre[] = {"<|fim_prefix|>",
+                               "<fim-prefix>",
+                               "<fim_prefix>",
+                               "<\xEF\xBD\x9C"
+                               "fim\xE2\x96\x81"
+                               "begin\xEF\xBD\x9C>",
+                               "<PRE>",
+                               "\xE2\x96\x81<PRE>",
+                               "<|code_prefix|>",
+                               "<|prefix|>"};
+const char* const kFimSuf[] = {"<|fim_suffix|>",
+                               "<fim-suffix>",
+                               "<fim_suffix>",
+                               "<\xEF\xBD\x9C"
+                               "fim\xE2\x96\x81"
+                               "hole\xEF\xBD\x9C>",
+                               "<SUF>",
+                               "\xE2\x96\x81<SUF>",
+                               "<|code_suffix|>",
+                               "<|suffix|>"};
+const char* const kFimMid[] = {"<|fim_middle|>",
+                               "<fim-middle>",
+                               "<fim_middle>",
+                               "<\xEF\xBD\x9C"
+                               "fim\xE2\x96\x81"
+                               "end\xEF\xBD\x9C>",
+                               "<MID>",
+                               "\xE2\x96\x81<MID>",
+                               "<|code_middle|>",
+                               "<|middle|>"};
 const char* const kFimPad[] = {"<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"};
-const char* const kFimRep[] = {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"};
+const char* const kFimRep[] = {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>",
+                               "<reponame>"};
 const char* const kFimSep[] = {"<|file_sep|>"};
 
 // GPT-2 byte-level decoding of a token text (llama_decode_text), including its odd marker for
@@ -88,7 +149,8 @@ std::string unescape_spaces(std::string_view text) {
     out.reserve(text.size());
     for (size_t i = 0; i < text.size(); ++i) {
         if (i + 2 < text.size() && static_cast<uint8_t>(text[i]) == 0xE2 &&
-            static_cast<uint8_t>(text[i + 1]) == 0x96 && static_cast<uint8_t>(text[i + 2]) == 0x81) {
+            static_cast<uint8_t>(text[i + 1]) == 0x96 &&
+            static_cast<uint8_t>(text[i + 2]) == 0x81) {
             out.push_back(' ');
             i += 2;
         } else {
@@ -112,8 +174,8 @@ Vocab::Vocab(ModelKind kind, const StringTable& tokens, const std::vector<int32_
     const size_t n = tokens.size();
     if (n == 0) throw std::invalid_argument("tokenizer: the vocabulary is empty");
     if (!types.empty() && types.size() < n)
-        throw std::invalid_argument("tokenizer: " + std::to_string(types.size()) + " token types for " +
-                                    std::to_string(n) + " tokens");
+        throw std::invalid_argument("tokenizer: " + std::to_string(types.size()) +
+                                    " token types for " + std::to_string(n) + " tokens");
     if (!scores.empty() && scores.size() < n)
         throw std::invalid_argument("tokenizer: " + std::to_string(scores.size()) + " scores for " +
                                     std::to_string(n) + " tokens");
@@ -130,13 +192,14 @@ Vocab::Vocab(ModelKind kind, const StringTable& tokens, const std::vector<int32_
         texts_.push(t);
         const int32_t prev = text_to_id_.insert(t.data(), t.size(), static_cast<int32_t>(i));
         if (prev != static_cast<int32_t>(i))
-            throw std::invalid_argument("tokenizer: duplicate token '" + std::string(t) + "' has ids " +
-                                        std::to_string(prev) + " and " + std::to_string(i));
+            throw std::invalid_argument("tokenizer: duplicate token '" + std::string(t) +
+                                        "' has ids " + std::to_string(prev) + " and " +
+                                        std::to_string(i));
         attr_[i] = types.empty() ? kAttrNormal : attr_of_type(types[i]);
     }
-    for (int32_t* p : {&ids_.bos, &ids_.eos, &ids_.eot, &ids_.eom, &ids_.unk, &ids_.sep, &ids_.pad,
-                       &ids_.fim_pre, &ids_.fim_suf, &ids_.fim_mid, &ids_.fim_pad, &ids_.fim_rep,
-                       &ids_.fim_sep})
+    for (int32_t* p :
+         {&ids_.bos, &ids_.eos, &ids_.eot, &ids_.eom, &ids_.unk, &ids_.sep, &ids_.pad,
+          &ids_.fim_pre, &ids_.fim_suf, &ids_.fim_mid, &ids_.fim_pad, &ids_.fim_rep, &ids_.fim_sep})
         if (*p >= static_cast<int32_t>(n)) *p = -1;  // llama.cpp disables out-of-range ids
     apply_text_overrides();
     build_pieces();

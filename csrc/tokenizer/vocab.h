@@ -21,7 +21,9 @@ struct StringTable {
     std::vector<uint64_t> off{0};
 
     size_t size() const { return off.size() - 1; }
-    std::string_view get(size_t i) const { return std::string_view(data.data() + off[i], off[i + 1] - off[i]); }
+    std::string_view get(size_t i) const {
+        return std::string_view(data.data() + off[i], off[i + 1] - off[i]);
+    }
     void push(std::string_view s) {
         data.append(s.data(), s.size());
         off.push_back(data.size());
@@ -30,14 +32,23 @@ struct StringTable {
 
 // GGUF token types.
 enum TokenType : int32_t {
-    kTypeUndefined = 0, kTypeNormal = 1, kTypeUnknown = 2, kTypeControl = 3,
-    kTypeUserDefined = 4, kTypeUnused = 5, kTypeByte = 6,
+    kTypeUndefined = 0,
+    kTypeNormal = 1,
+    kTypeUnknown = 2,
+    kTypeControl = 3,
+    kTypeUserDefined = 4,
+    kTypeUnused = 5,
+    kTypeByte = 6,
 };
 
 // Attribute bits (llama_token_attr).
 enum TokenAttr : uint32_t {
-    kAttrUnknown = 1 << 0, kAttrUnused = 1 << 1, kAttrNormal = 1 << 2, kAttrControl = 1 << 3,
-    kAttrUserDefined = 1 << 4, kAttrByte = 1 << 5,
+    kAttrUnknown = 1 << 0,
+    kAttrUnused = 1 << 1,
+    kAttrNormal = 1 << 2,
+    kAttrControl = 1 << 3,
+    kAttrUserDefined = 1 << 4,
+    kAttrByte = 1 << 5,
 };
 
 enum class ModelKind { Bpe, Spm };  // tokenizer.ggml.model "gpt2" / "llama"
@@ -66,7 +77,9 @@ public:
     const SpecialIds& ids() const { return ids_; }
     const std::vector<int32_t>& eog_ids() const { return eog_; }
     // Attributes that make a token special in text (the special-token partition).
-    bool is_special(int32_t id) const { return attr_[id] & (kAttrControl | kAttrUserDefined | kAttrUnknown); }
+    bool is_special(int32_t id) const {
+        return attr_[id] & (kAttrControl | kAttrUserDefined | kAttrUnknown);
+    }
     // Dropped by decode(skip_special=true), like llama.cpp's token_to_piece(special=false).
     bool is_hidden(int32_t id) const { return attr_[id] & (kAttrControl | kAttrUnknown); }
 

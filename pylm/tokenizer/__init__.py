@@ -11,4 +11,4 @@ from .streaming import StreamingDetokenizer
 from .tokenizer import Tokenizer
 from .trainer import train_bpe
 
-__all__ = ["Tokenizer", "StreamingDetokenizer", "read_tokenizer_metadata", "train_bpe"]
+__all__ = ["StreamingDetokenizer", "Tokenizer", "read_tokenizer_metadata", "train_bpe"]
