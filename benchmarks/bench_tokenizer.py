@@ -57,6 +57,23 @@ def make_corpus(mb: float, seed: int = 1234, doc_bytes: int = 4096) -> list[str]
     return docs
 
 
+def make_train_corpus(mb: float, seed: int = 99) -> list[str]:
+    """Synthetic text with a Zipf-like distribution over 50k invented words (the encoding
+    corpus repeats its seed lines, too few distinct words to train a vocabulary on)."""
+    rng = random.Random(seed)
+    syl = ["ka", "ri", "to", "men", "sa", "lo", "ve", "ne", "qu", "is", "an", "el", "or", "th",
+           "st", "ing", "ed", "er", "pre", "con", "tion", "al", "ou", "ch", "mi", "da", "z", "x"]
+    words = ["".join(rng.choice(syl) for _ in range(rng.randint(1, 4))) for _ in range(50000)]
+    weights = [1.0 / (r + 10) for r in range(len(words))]
+    docs, total = [], 0
+    while total < mb * 1e6:
+        ws = rng.choices(words, weights, k=600)
+        doc = " ".join(w.capitalize() if rng.random() < 0.05 else w for w in ws) + ".\n"
+        docs.append(doc)
+        total += len(doc)
+    return docs
+
+
 def timed(fn, docs, repeat: int = 2) -> tuple[float, list]:
     best, out = float("inf"), None
     for _ in range(repeat):
@@ -176,6 +193,16 @@ def main() -> int:
                     ratio = base / results[f"{key}/{other}"]["MB_per_s"]
                     results[f"{key}/pylm_vs_{other}"] = ratio
                     print(f"  pylm / {other}: {ratio:.2f}x")
+    from pylm.tokenizer import train_bpe
+
+    train_docs = make_train_corpus(min(args.mb, 5.0))
+    mb = sum(len(d) for d in train_docs) / 1e6
+    t0 = time.perf_counter()
+    trained = train_bpe(train_docs, vocab_size=8192, pre="smollm")
+    secs = time.perf_counter() - t0
+    results["train_bpe"] = {"seconds": secs, "MB_per_s": mb / secs, "merges": trained.n_merges}
+    print(f"train_bpe on {mb:.1f} MB (synthetic words, vocab 8192): {secs:.2f} s, "
+          f"{trained.n_merges} merges, {mb / secs:.1f} MB/s")
     if args.json:
         Path(args.json).write_text(json.dumps({"MB": mb, "results": results}, indent=2))
     return 0
