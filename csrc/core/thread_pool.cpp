@@ -57,10 +57,12 @@ public:
         grain_ = grain;
         chunks_ = chunks;
         next_.store(0);
-        active_workers_ = nthreads - 1;
         pending_.store(nthreads - 1);
         {
+            // active_workers_ and the generation change together under m_, so a worker reads a
+            // consistent (generation, participants) pair.
             std::lock_guard<std::mutex> lk(m_);
+            active_workers_ = nthreads - 1;
             generation_.fetch_add(1, std::memory_order_release);
         }
         cv_.notify_all();
@@ -91,13 +93,15 @@ private:
     void ensure_workers(int count) {
         while (static_cast<int>(workers_.size()) < count) {
             const int index = static_cast<int>(workers_.size()) + 1;
-            workers_.emplace_back([this, index] { worker_loop(index); });
+            // The worker must start from the generation current NOW: run() bumps it right after,
+            // and a thread that starts late must still see that bump as new work.
+            const uint64_t gen0 = generation_.load();
+            workers_.emplace_back([this, index, gen0] { worker_loop(index, gen0); });
         }
     }
 
-    void worker_loop(int index) {
+    void worker_loop(int index, uint64_t seen) {
         t_in_parallel = true;
-        uint64_t seen = generation_.load();
         for (;;) {
             // Spin for a while (cheap wake-up for back-to-back regions), then sleep.
             int spins = 0;
@@ -109,9 +113,14 @@ private:
                 std::unique_lock<std::mutex> lk(m_);
                 cv_.wait(lk, [&] { return generation_.load() != seen; });
             }
-            seen = generation_.load(std::memory_order_acquire);
+            int active;
+            {
+                std::lock_guard<std::mutex> lk(m_);
+                seen = generation_.load(std::memory_order_acquire);
+                active = active_workers_;
+            }
             if (stop_) return;
-            if (index <= active_workers_) {
+            if (index <= active) {
                 work(index);
                 pending_.fetch_sub(1, std::memory_order_acq_rel);
             }
