@@ -6,7 +6,9 @@
 //   vpmaddwd(.., 1) gives 8 int32 partial sums; the block adds d_w*d_x*sum(u*a) + c_w*s_x, where
 //   s_x = d_x*sum(a) and c_w is the zero point (-8 d_w, -16 d_w) or the min m_w of the block.
 //   Q8_0 weights are signed: |w| x sign(a, w) (vpmaddubsw needs one unsigned operand).
-// Each weight block is unpacked once and dotted with up to 4 activation rows.
+// The fp16 scales of 8 blocks come in one vpgatherdd, so the per-block float work is one
+// vcvtdq2ps and one FMA per activation row. Each weight block is unpacked once and dotted with
+// up to 4 activation rows.
 #include <immintrin.h>
 
 #include <cstring>
@@ -18,6 +20,14 @@ namespace pylm {
 namespace avx2 {
 
 namespace {
+
+// Software prefetch of the row about 1 KiB (whole rows) ahead: a lone core streaming W from
+// DRAM otherwise stalls between the hardware prefetcher's requests (matvec is memory bound).
+static inline void prefetch_ahead(const uint8_t* row, int64_t ws) {
+    if (ws <= 0) return;
+    const uint8_t* p = row + (ws >= 1024 ? ws : (1024 / ws + 1) * ws);
+    for (int64_t off = 0; off < ws; off += 64) _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
+}
 
 static inline float hsum_ps(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -31,12 +41,6 @@ static inline int hsum_epi32(__m256i v) {
     s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
     return _mm_cvtsi128_si32(s);
-}
-
-static inline float h2f(const uint8_t* p) {
-    uint16_t v;
-    std::memcpy(&v, p, 2);
-    return _cvtsh_ss(v);
 }
 
 // round(x * id) with ties away from zero, as int32: t = trunc(v); t + trunc(2 * (v - t)).
@@ -74,11 +78,6 @@ static inline int quant32(const float* x, float id, int8_t* q) {
 
 // ---- legacy weight blocks -> unsigned bytes, scale d, s-coefficient c ----------------------
 
-struct LW {
-    __m256i q;  // Q8_0: the signed weights; others: unsigned 0..31
-    float d, c;
-};
-
 static inline __m256i nibbles(const uint8_t* qs) {  // 16 bytes -> 32 values: low, then high
     const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
     const __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(b), _mm_srli_epi16(b, 4), 1);
@@ -96,83 +95,146 @@ static inline __m256i high_bits(const uint8_t* qh) {  // bit i of the 32-bit qh 
     return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
 }
 
+static inline __m256i lane_mask(int n) {  // lanes < n set (maskload / mask gather)
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// The dwords at the start of n <= 8 blocks (stride ts): fp16 d in the low half and, for
+// Q4_1/Q5_1, fp16 m in the high half. Returns [d0..d7 | m0..m7] as 16 fp16 values.
+static inline __m256i head_f16(const uint8_t* p, int ts, int n) {
+    const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(ts));
+    const int* base = reinterpret_cast<const int*>(p);
+    const __m256i v = n == 8 ? _mm256_i32gather_epi32(base, idx, 1)
+                             : _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), base, idx, lane_mask(n), 1);
+    const __m256i lo = _mm256_and_si256(v, _mm256_set1_epi32(0xFFFF));
+    const __m256i hi = _mm256_srli_epi32(v, 16);
+    return _mm256_permute4x64_epi64(_mm256_packus_epi32(lo, hi), 0xD8);
+}
+static inline __m256 low_f16(__m256i h) { return _mm256_cvtph_ps(_mm256_castsi256_si128(h)); }
+static inline __m256 high_f16(__m256i h) { return _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)); }
+
+// Per type: quants(block) -> 32 bytes (unsigned 0..31, or the signed Q8_0 weights), and
+// scales(first block, n) -> d_w and the s_x coefficient c_w of n <= 8 blocks.
 struct Q4_0 {
     static constexpr int kBytes = sizeof(block_q4_0);
     static constexpr bool kSigned = false;
-    static inline LW load(const uint8_t* b) {
-        const float d = h2f(b);
-        return {nibbles(b + 2), d, -8.0f * d};
+    static inline __m256i quants(const uint8_t* b) { return nibbles(b + 2); }
+    static inline void scales(const uint8_t* b, int n, __m256* d, __m256* c) {
+        *d = low_f16(head_f16(b, kBytes, n));
+        *c = _mm256_mul_ps(*d, _mm256_set1_ps(-8.0f));
     }
 };
 struct Q4_1 {
     static constexpr int kBytes = sizeof(block_q4_1);
     static constexpr bool kSigned = false;
-    static inline LW load(const uint8_t* b) { return {nibbles(b + 4), h2f(b), h2f(b + 2)}; }
+    static inline __m256i quants(const uint8_t* b) { return nibbles(b + 4); }
+    static inline void scales(const uint8_t* b, int n, __m256* d, __m256* c) {
+        const __m256i h = head_f16(b, kBytes, n);
+        *d = low_f16(h);
+        *c = high_f16(h);
+    }
 };
 struct Q5_0 {
     static constexpr int kBytes = sizeof(block_q5_0);
     static constexpr bool kSigned = false;
-    static inline LW load(const uint8_t* b) {
-        const float d = h2f(b);
-        return {_mm256_or_si256(nibbles(b + 6), high_bits(b + 2)), d, -16.0f * d};
+    static inline __m256i quants(const uint8_t* b) {
+        return _mm256_or_si256(nibbles(b + 6), high_bits(b + 2));
+    }
+    static inline void scales(const uint8_t* b, int n, __m256* d, __m256* c) {
+        *d = low_f16(head_f16(b, kBytes, n));
+        *c = _mm256_mul_ps(*d, _mm256_set1_ps(-16.0f));
     }
 };
 struct Q5_1 {
     static constexpr int kBytes = sizeof(block_q5_1);
     static constexpr bool kSigned = false;
-    static inline LW load(const uint8_t* b) {
-        return {_mm256_or_si256(nibbles(b + 8), high_bits(b + 4)), h2f(b), h2f(b + 2)};
+    static inline __m256i quants(const uint8_t* b) {
+        return _mm256_or_si256(nibbles(b + 8), high_bits(b + 4));
+    }
+    static inline void scales(const uint8_t* b, int n, __m256* d, __m256* c) {
+        const __m256i h = head_f16(b, kBytes, n);
+        *d = low_f16(h);
+        *c = high_f16(h);
     }
 };
 struct Q8_0 {
     static constexpr int kBytes = sizeof(block_q8_0);
     static constexpr bool kSigned = true;
-    static inline LW load(const uint8_t* b) {
-        return {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 2)), h2f(b), 0.0f};
+    static inline __m256i quants(const uint8_t* b) {
+        return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 2));
+    }
+    static inline void scales(const uint8_t* b, int n, __m256* d, __m256* c) {
+        *d = low_f16(head_f16(b, kBytes, n));
+        *c = _mm256_setzero_ps();
     }
 };
 
-// y[c * ldy + n] = dot(W row n, act row c) for c < C (C <= 4), n < N.
+// y[c * ldy + n] = dot(W row n, act row c) for c < C (C <= 4), n < N. Blocks go in groups of 8:
+// the 8 weight scales are gathered once, multiplied by the 8 activation scales of each row
+// (stored to sc[][] and re-read with vbroadcastss) and the s_x terms are one FMA per group.
 template <class T>
 struct LegacyRows {
-template <int C>
-static void run(int64_t K, const uint8_t* w, int64_t ws, int64_t N, const uint8_t* const* act,
-                float* y, int64_t ldy) {
-    const int64_t nb = K / 32;
-    const int8_t* aq[C];
-    const float* ad[C];
-    const float* as[C];
-    for (int c = 0; c < C; ++c) {
-        aq[c] = q8s_qs(act[c]);
-        ad[c] = q8s_d(act[c], K);
-        as[c] = q8s_s(act[c], K);
-    }
-    const __m256i ones = _mm256_set1_epi16(1);
-    for (int64_t n = 0; n < N; ++n) {
-        const uint8_t* wr = w + n * ws;
-        __m256 acc[C];
-        __m128 accs[C];
+    template <int C>
+    static void run(int64_t K, const uint8_t* w, int64_t ws, int64_t N,
+                    const uint8_t* const* act, float* y, int64_t ldy) {
+        const int64_t nb = K / 32;
+        const int8_t* aq[C];
+        const float* ad[C];
+        const float* as[C];
         for (int c = 0; c < C; ++c) {
-            acc[c] = _mm256_setzero_ps();
-            accs[c] = _mm_setzero_ps();
+            aq[c] = q8s_qs(act[c]);
+            ad[c] = q8s_d(act[c], K);
+            as[c] = q8s_s(act[c], K);
         }
-        for (int64_t b = 0; b < nb; ++b) {
-            const LW W = T::load(wr + b * T::kBytes);
-            const __m256 dw = _mm256_set1_ps(W.d);
-            const __m256i qa = T::kSigned ? _mm256_sign_epi8(W.q, W.q) : W.q;
-            for (int c = 0; c < C; ++c) {
-                __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(aq[c] + b * 32));
-                if (T::kSigned) a = _mm256_sign_epi8(a, W.q);
-                const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(qa, a), ones);
-                const __m256 sc = _mm256_mul_ps(dw, _mm256_broadcast_ss(ad[c] + b));
-                acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc[c]);
-                if (!T::kSigned)
-                    accs[c] = _mm_fmadd_ss(_mm_set_ss(W.c), _mm_load_ss(as[c] + b), accs[c]);
+        const __m256i ones = _mm256_set1_epi16(1);
+        alignas(32) float sc[C][8];
+        for (int64_t n = 0; n < N; ++n) {
+            const uint8_t* wr = w + n * ws;
+            prefetch_ahead(wr, ws);
+            // acc1 takes the odd blocks when C == 1, to hide the FMA latency
+            __m256 acc0[C], acc1[C], accs[C];
+            for (int c = 0; c < C; ++c) acc0[c] = acc1[c] = accs[c] = _mm256_setzero_ps();
+            for (int64_t b0 = 0; b0 < nb; b0 += 8) {
+                const int nblk = nb - b0 < 8 ? (int)(nb - b0) : 8;
+                const uint8_t* wb = wr + b0 * T::kBytes;
+                __m256 dw, cw;
+                T::scales(wb, nblk, &dw, &cw);
+                const __m256i lm = lane_mask(nblk);
+                for (int c = 0; c < C; ++c) {
+                    const __m256 dx = nblk == 8 ? _mm256_loadu_ps(ad[c] + b0) : _mm256_maskload_ps(ad[c] + b0, lm);
+                    _mm256_store_ps(sc[c], _mm256_mul_ps(dw, dx));
+                    if (!T::kSigned) {
+                        const __m256 sx = nblk == 8 ? _mm256_loadu_ps(as[c] + b0) : _mm256_maskload_ps(as[c] + b0, lm);
+                        accs[c] = _mm256_fmadd_ps(cw, sx, accs[c]);
+                    }
+                }
+                int j = 0;
+                for (; j + 2 <= nblk; j += 2) {
+                    block<C>(wb, j, aq, b0, sc, ones, acc0);
+                    block<C>(wb, j + 1, aq, b0, sc, ones, C == 1 ? acc1 : acc0);
+                }
+                if (j < nblk) block<C>(wb, j, aq, b0, sc, ones, acc0);
             }
+            for (int c = 0; c < C; ++c)
+                y[c * ldy + n] = hsum_ps(_mm256_add_ps(accs[c], _mm256_add_ps(acc0[c], acc1[c])));
         }
-        for (int c = 0; c < C; ++c) y[c * ldy + n] = hsum_ps(acc[c]) + _mm_cvtss_f32(accs[c]);
     }
-}
+
+    // Block j of the group at wb against the C activation rows: acc += d_w d_x * dot(u, a).
+    template <int C>
+    static inline __attribute__((always_inline)) void block(const uint8_t* wb, int j,
+                                                            const int8_t* const* aq, int64_t b0,
+                                                            const float (*sc)[8], __m256i ones,
+                                                            __m256* acc) {
+        const __m256i q = T::quants(wb + j * T::kBytes);
+        const __m256i qa = T::kSigned ? _mm256_sign_epi8(q, q) : q;
+        for (int c = 0; c < C; ++c) {
+            __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(aq[c] + (b0 + j) * 32));
+            if (T::kSigned) a = _mm256_sign_epi8(a, q);
+            const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(qa, a), ones);
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(&sc[c][j]), acc[c]);
+        }
+    }
 };
 
 // ---- float weights: 8 at a time, two accumulators per activation row ----------------------
@@ -214,6 +276,7 @@ static void run(int64_t K, const uint8_t* w, int64_t ws, int64_t N, const uint8_
     for (int c = 0; c < C; ++c) x[c] = reinterpret_cast<const float*>(act[c]);
     for (int64_t n = 0; n < N; ++n) {
         const uint8_t* wr = w + n * ws;
+        prefetch_ahead(wr, ws);
         __m256 acc0[C], acc1[C];
         for (int c = 0; c < C; ++c) acc0[c] = acc1[c] = _mm256_setzero_ps();
         int64_t k = 0;

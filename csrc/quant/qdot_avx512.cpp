@@ -6,9 +6,9 @@
 //   vpdpbusd(u, a) gives 16 int32 partial sums (lanes 0-7: first block, 8-15: second);
 //   the zero point / min enters per block as c_w * s_x with s_x = d_x * sum(a) (qdot.h), where
 //   c_w = -8 d_w (Q4_0), -16 d_w (Q5_0), -128 d_w (Q8_0, from the +128 shift) or m_w (Q4_1, Q5_1).
-// The fp16 block scales are gathered 16 blocks at a time (one vpgatherdd + vpmovdw + vcvtph2ps),
-// multiplied by the 16 activation scales once per activation row, and expanded per block pair
-// with one vpermps, so the per-pair cost per activation row is vpdpbusd, vcvtdq2ps, vpermps, vfmadd.
+// The fp16 block scales are gathered 16 blocks at a time (one vpgatherdd + vpmovdw + vcvtph2ps)
+// and multiplied by the 16 activation scales once per activation row, so the per-pair cost per
+// activation row is vpdpbusd, vcvtdq2ps, a masked vbroadcastss and vfmadd.
 // NOTE: GCC 12 reports its own _mm512_undefined_* idiom (inside casts/broadcasts) as
 // maybe-uninitialized; the lanes are always overwritten.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -23,6 +23,14 @@ namespace pylm {
 namespace avx512 {
 
 namespace {
+
+// Software prefetch of the row about 1 KiB (whole rows) ahead: a lone core streaming W from
+// DRAM otherwise stalls between the hardware prefetcher's requests (matvec is memory bound).
+static inline void prefetch_ahead(const uint8_t* row, int64_t ws) {
+    if (ws <= 0) return;
+    const uint8_t* p = row + (ws >= 1024 ? ws : (1024 / ws + 1) * ws);
+    for (int64_t off = 0; off < ws; off += 64) _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
+}
 
 static inline __m512i ld512(const void* p) { return _mm512_loadu_si512(p); }
 
@@ -132,18 +140,30 @@ struct Q8_0 {  // signed weights shifted to unsigned: u = w + 128, zero point -1
     }
 };
 
-// Block pair j of a group: lanes 0-7 take scale 2j, lanes 8-15 scale 2j+1.
-static inline __m512i pair_index(int j) {
-    return _mm512_add_epi32(_mm512_set1_epi32(2 * j),
-                            _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
-}
-
+// y[c * ldy + n] = dot(W row n, act row c) for c < C (C <= 4), n < N.
+// The fp16 scales of many rows are converted first, 16 blocks per gather across row boundaries
+// (the rows of a chunk are contiguous), into dbuf / cbuf. Blocks then go in groups of 16: one
+// multiply by the activation scales per row (kept in sc[][], re-read by the pair step with a
+// masked vbroadcastss) and one FMA for the s_x terms.
 template <class T>
 struct LegacyRows {
+    static constexpr int64_t kBuf = 2048;  // blocks whose scales are converted at once
+
+    // d_w and c_w of `count` consecutive blocks at p.
+    static void convert(const uint8_t* p, int64_t count, float* d, float* c) {
+        for (int64_t i = 0; i < count; i += 16) {
+            const int n = count - i < 16 ? (int)(count - i) : 16;
+            __m512 dv, cv;
+            T::scales(p + i * T::kBytes, n, &dv, &cv);
+            const __mmask16 km = (__mmask16)((1u << n) - 1);
+            _mm512_mask_storeu_ps(d + i, km, dv);
+            _mm512_mask_storeu_ps(c + i, km, cv);
+        }
+    }
+
     template <int C>
     static void run(int64_t K, const uint8_t* w, int64_t ws, int64_t N,
                     const uint8_t* const* act, float* y, int64_t ldy) {
-        constexpr int NA = C == 1 ? 2 : 1;  // accumulators per row: hide the FMA latency
         const int64_t nb = K / 32;
         const int8_t* aq[C];
         const float* ad[C];
@@ -153,67 +173,85 @@ struct LegacyRows {
             ad[c] = q8s_d(act[c], K);
             as[c] = q8s_s(act[c], K);
         }
-        for (int64_t n = 0; n < N; ++n) {
-            const uint8_t* wr = w + n * ws;
-            __m512 acc[C][NA], accs[C];
-            for (int c = 0; c < C; ++c) {
-                for (int t = 0; t < NA; ++t) acc[c][t] = _mm512_setzero_ps();
-                accs[c] = _mm512_setzero_ps();
+        alignas(64) float dbuf[kBuf], cbuf[kBuf];
+        const bool flat = ws == nb * T::kBytes && nb <= kBuf;
+        const int64_t rows = flat ? kBuf / nb : 1;
+        for (int64_t n0 = 0; n0 < N; n0 += rows) {
+            const int64_t nr = N - n0 < rows ? N - n0 : rows;
+            if (flat) convert(w + n0 * ws, nr * nb, dbuf, cbuf);
+            for (int64_t r = 0; r < nr; ++r) {
+                const uint8_t* wr = w + (n0 + r) * ws;
+                prefetch_ahead(wr, ws);
+                // acc1 takes the odd pairs when C == 1, to hide the FMA latency
+                __m512 acc0[C], acc1[C], accs[C];
+                for (int c = 0; c < C; ++c) acc0[c] = acc1[c] = accs[c] = _mm512_setzero_ps();
+                for (int64_t s0 = 0; s0 < nb; s0 += kBuf) {  // one segment unless K > 32 * kBuf
+                    const int64_t sn = nb - s0 < kBuf ? nb - s0 : kBuf;
+                    if (!flat) convert(wr + s0 * T::kBytes, sn, dbuf, cbuf);
+                    const int64_t off = flat ? r * nb : 0;
+                    segment<C>(wr, s0, sn, dbuf + off, cbuf + off, aq, ad, as, acc0, acc1, accs);
+                }
+                for (int c = 0; c < C; ++c)
+                    y[c * ldy + n0 + r] =
+                        _mm512_reduce_add_ps(_mm512_add_ps(accs[c], _mm512_add_ps(acc0[c], acc1[c])));
             }
-            for (int64_t b0 = 0; b0 < nb; b0 += 16) {
-                const int nblk = nb - b0 < 16 ? (int)(nb - b0) : 16;
-                const __mmask16 km = (__mmask16)((1u << nblk) - 1);
-                const uint8_t* wb = wr + b0 * T::kBytes;
-                __m512 dw, cw, sc[C];
-                T::scales(wb, nblk, &dw, &cw);
+        }
+    }
+
+    // Blocks s0 .. s0+sn of row wr, whose weight scales are dw[0..sn), cw[0..sn).
+    template <int C>
+    static inline __attribute__((always_inline)) void segment(
+        const uint8_t* wr, int64_t s0, int64_t sn, const float* dw, const float* cw,
+        const int8_t* const* aq, const float* const* ad, const float* const* as, __m512* acc0,
+        __m512* acc1, __m512* accs) {
+        alignas(64) float sc[C][16];
+        for (int64_t g = 0; g < sn; g += 16) {
+            const int64_t b0 = s0 + g;
+            const int nblk = sn - g < 16 ? (int)(sn - g) : 16;
+            const __mmask16 km = (__mmask16)((1u << nblk) - 1);
+            const __m512 d = _mm512_maskz_loadu_ps(km, dw + g), cf = _mm512_maskz_loadu_ps(km, cw + g);
+            for (int c = 0; c < C; ++c) {
+                _mm512_store_ps(sc[c], _mm512_mul_ps(d, _mm512_maskz_loadu_ps(km, ad[c] + b0)));
+                accs[c] = _mm512_fmadd_ps(cf, _mm512_maskz_loadu_ps(km, as[c] + b0), accs[c]);
+            }
+            // NOTE: keeps GCC from forwarding sc[][] through registers: it would expand each
+            // pair's scales with 4-5 shuffles (port 5) instead of one masked broadcast load.
+            __asm__ volatile("" : : "r"(&sc[0][0]) : "memory");
+            const uint8_t* wb = wr + b0 * T::kBytes;
+            const int8_t* ab[C];
+            for (int c = 0; c < C; ++c) ab[c] = aq[c] + b0 * 32;
+            const int npair = nblk / 2;
+            int j = 0;
+            for (; j + 2 <= npair; j += 2) {
+                pair<C>(wb, j, ab, sc, acc0);
+                pair<C>(wb, j + 1, ab, sc, C == 1 ? acc1 : acc0);
+            }
+            if (j < npair) pair<C>(wb, j, ab, sc, acc0);
+            if (nblk & 1) {  // last block alone: 256-bit VNNI, upper lanes zero
+                const int k = nblk - 1;
+                const __m256i q = T::one(wb + k * T::kBytes);
                 for (int c = 0; c < C; ++c) {
-                    sc[c] = _mm512_mul_ps(dw, _mm512_maskz_loadu_ps(km, ad[c] + b0));
-                    accs[c] = _mm512_fmadd_ps(cw, _mm512_maskz_loadu_ps(km, as[c] + b0), accs[c]);
-                }
-                const int npair = nblk / 2;
-                if (npair == 8) {
-                    for (int j = 0; j < 8; ++j) {
-                        const __m512i q = T::pair(wb + 2 * j * T::kBytes);
-                        const __m512i ix = pair_index(j);
-                        for (int c = 0; c < C; ++c) {
-                            const __m512i p = _mm512_dpbusd_epi32(
-                                _mm512_setzero_si512(), q, ld512(aq[c] + (b0 + 2 * j) * 32));
-                            acc[c][j % NA] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p),
-                                                             _mm512_permutexvar_ps(ix, sc[c]),
-                                                             acc[c][j % NA]);
-                        }
-                    }
-                } else {
-                    for (int j = 0; j < npair; ++j) {
-                        const __m512i q = T::pair(wb + 2 * j * T::kBytes);
-                        const __m512i ix = pair_index(j);
-                        for (int c = 0; c < C; ++c) {
-                            const __m512i p = _mm512_dpbusd_epi32(
-                                _mm512_setzero_si512(), q, ld512(aq[c] + (b0 + 2 * j) * 32));
-                            acc[c][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p),
-                                                        _mm512_permutexvar_ps(ix, sc[c]), acc[c][0]);
-                        }
-                    }
-                    if (nblk & 1) {  // last block alone: 256-bit VNNI, upper lanes zero
-                        const int j = nblk - 1;
-                        const __m256i q = T::one(wb + j * T::kBytes);
-                        const __m512i ix = _mm512_set1_epi32(j);
-                        for (int c = 0; c < C; ++c) {
-                            const __m256i a = _mm256_loadu_si256(
-                                reinterpret_cast<const __m256i*>(aq[c] + (b0 + j) * 32));
-                            const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, a);
-                            acc[c][0] = _mm512_fmadd_ps(
-                                _mm512_cvtepi32_ps(_mm512_zextsi256_si512(p)),
-                                _mm512_permutexvar_ps(ix, sc[c]), acc[c][0]);
-                        }
-                    }
+                    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab[c] + k * 32));
+                    const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, a);
+                    acc0[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_zextsi256_si512(p)),
+                                              _mm512_set1_ps(sc[c][k]), acc0[c]);
                 }
             }
-            for (int c = 0; c < C; ++c) {
-                __m512 t = accs[c];
-                for (int a = 0; a < NA; ++a) t = _mm512_add_ps(t, acc[c][a]);
-                y[c * ldy + n] = _mm512_reduce_add_ps(t);
-            }
+        }
+    }
+
+    // Blocks 2j, 2j+1 of the group at wb: lanes 0-7 of the vpdpbusd sums belong to block 2j,
+    // lanes 8-15 to block 2j+1, scaled by [sc[2j] x8 | sc[2j+1] x8].
+    template <int C>
+    static inline __attribute__((always_inline)) void pair(const uint8_t* wb, int j,
+                                                           const int8_t* const* ab,
+                                                           const float (*sc)[16], __m512* acc) {
+        const __m512i q = T::pair(wb + 2 * j * T::kBytes);
+        for (int c = 0; c < C; ++c) {
+            const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, ld512(ab[c] + 64 * j));
+            const __m512 s = _mm512_mask_broadcastss_ps(_mm512_set1_ps(sc[c][2 * j]), 0xFF00,
+                                                        _mm_load_ss(&sc[c][2 * j + 1]));
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), s, acc[c]);
         }
     }
 };
@@ -257,6 +295,7 @@ struct FloatRows {
         for (int c = 0; c < C; ++c) x[c] = reinterpret_cast<const float*>(act[c]);
         for (int64_t n = 0; n < N; ++n) {
             const uint8_t* wr = w + n * ws;
+            prefetch_ahead(wr, ws);
             __m512 acc0[C], acc1[C];
             for (int c = 0; c < C; ++c) acc0[c] = acc1[c] = _mm512_setzero_ps();
             int64_t k = 0;

@@ -1,11 +1,14 @@
 // AVX-512 VNNI quantized dot products, part 2: K-quant super-blocks (Q2_K .. Q6_K) x Q8K.
 //
-// A super-block of 256 weights is walked in 4 chunks of 64, each unpacked once to unsigned
-// bytes u in natural order (Q2: 0..3, Q3: 0..7, Q4: 0..15, Q5: 0..31, Q6: 0..63). Per
-// activation row a chunk costs two instructions: vpmaddubsw(u, a) -> 32 int16 pair sums (no
-// saturation: 2*63*127 < 32767), then vpdpwssd with the int16 sub-block scales (one per 16
-// weights, expanded with vpermw) accumulating in int32. Zero points / mins go through the
-// activation block sums (bsums) once per super-block, as in qdot_kquant_avx2.cpp.
+// A super-block of 256 weights is unpacked once into 4 registers of 64 unsigned bytes u in
+// natural order (Q2: 0..3, Q3: 0..7, Q4: 0..15, Q5: 0..31, Q6: 0..63). Per activation row:
+//   4 x vpdpbusd(u, a)     -> int32 sums of 4 weights (|.| <= 4*63*127 < 32768),
+//   2 x vpackssdw          -> the same sums as int16 (exact),
+//   2 x vpdpwssd(.., sc)   -> sum_j sc_j * dot_j in int32, sc = int16 sub-block scales placed
+//                             per lane once per super-block (vpermw, see PairIdx),
+// i.e. 6 multiply uops per 256 weights instead of 8 with vpmaddubsw + vpdpwssd. Zero points /
+// mins go through the activation block sums (bsums) once per super-block, as in
+// qdot_kquant_avx2.cpp; the float part is (d * isum - dmin * imin) * d_x.
 // NOTE: GCC 12 reports its own _mm512_undefined_* idiom (inside casts/broadcasts) as
 // maybe-uninitialized; the lanes are always overwritten.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -21,10 +24,12 @@ namespace avx512 {
 
 namespace {
 
-static inline float h2f(const uint8_t* p) {
-    uint16_t v;
-    std::memcpy(&v, p, 2);
-    return _cvtsh_ss(v);
+// Software prefetch of the row about 1 KiB (whole rows) ahead: a lone core streaming W from
+// DRAM otherwise stalls between the hardware prefetcher's requests (matvec is memory bound).
+static inline void prefetch_ahead(const uint8_t* row, int64_t ws) {
+    if (ws <= 0) return;
+    const uint8_t* p = row + (ws >= 1024 ? ws : (1024 / ws + 1) * ws);
+    for (int64_t off = 0; off < ws; off += 64) _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
 }
 
 static inline uint32_t rd32(const uint8_t* p) {
@@ -42,51 +47,76 @@ static inline __m512i counts(int a, int b) {
     return _mm512_inserti64x4(_mm512_set1_epi64(a), _mm256_set1_epi64x(b), 1);
 }
 
-// Per super-block: 16 int16 scales (one per 16 weights) in the low half of sc16, int16
-// mins / offsets per 16 weights (mins16), float scales.
+// Per super-block: int16 scales in the low lanes of sc (16 per-16 scales, or 8 per-32 scales
+// for Q4_K/Q5_K), int16 mins / zero-point offsets per 16 weights (mins16), d and dmin.
 struct KSb {
-    __m512i sc16;
+    __m512i sc;
     __m256i mins16;
-    float d, dmin;
 };
 
-// Chunk i (weights 64i .. 64i+63 = sub-blocks 4i .. 4i+3): int16 lane l gets scale 4i + l/8.
-static inline __m512i chunk_scales(const KSb& S, int i) {
-    const __m512i idx = _mm512_add_epi16(
-        _mm512_set1_epi16((short)(4 * i)),
-        _mm512_inserti64x4(
-            _mm512_castsi256_si512(_mm256_setr_epi16(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1)),
-            _mm256_setr_epi16(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3), 1));
-    return _mm512_permutexvar_epi16(idx, S.sc16);
+// d (and dmin) of n <= 8 super-blocks in one gather: the dword at byte `off` of each block holds
+// fp16 d in its low half and dmin in its high half, or (dhigh) d in its high half.
+static inline void gather_d(const uint8_t* blk, int ts, int off, bool dhigh, int n, float* d, float* dmin) {
+    const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(ts));
+    const __m256i v = _mm256_mmask_i32gather_epi32(_mm256_setzero_si256(), (__mmask8)((1u << n) - 1), idx,
+                                                   blk + off, 1);
+    const __m256i hi = _mm256_srli_epi32(v, 16);
+    const __m256i lo = dhigh ? hi : _mm256_and_si256(v, _mm256_set1_epi32(0xFFFF));
+    const __m256i h = _mm256_permute4x64_epi64(_mm256_packus_epi32(lo, hi), 0xD8);  // [d x8 | dmin x8]
+    _mm256_store_ps(d, _mm256_cvtph_ps(_mm256_castsi256_si128(h)));
+    _mm256_store_ps(dmin, _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)));
 }
 
-static inline void scales_k4(const uint8_t* s, KSb* S) {  // Q4_K / Q5_K packed 6-bit scales
+// vpermw indices for packs(D_2h, D_2h+1) (h = 0, 1), where D_i = vpdpbusd over chunk i (64
+// weights, int32 lane t = weights 4t .. 4t+3). int16 lane g = 8L + p of the pack (L = 128-bit
+// lane) holds weights 64 (2h + (p >= 4)) + 16 L + 4 (p & 3) .. +3, i.e. per-16 sub-block
+// 8h + 4 (p >= 4) + L (per-32: half of it).
+struct PairIdx {
+    int16_t v[2][2][32];  // [per32][h][g]
+};
+static constexpr PairIdx make_pair_idx() {
+    PairIdx t{};
+    for (int per32 = 0; per32 < 2; ++per32)
+        for (int h = 0; h < 2; ++h)
+            for (int g = 0; g < 32; ++g) {
+                const int s16 = 8 * h + 4 * ((g & 7) >= 4) + g / 8;
+                t.v[per32][h][g] = (int16_t)(per32 ? s16 / 2 : s16);
+            }
+    return t;
+}
+alignas(64) static constexpr PairIdx kPairIdx = make_pair_idx();
+
+static inline __m512i pair_scales(const KSb& S, int h, bool per32) {
+    return _mm512_permutexvar_epi16(_mm512_load_si512(kPairIdx.v[per32][h]), S.sc);
+}
+
+// Q4_K / Q5_K: 12 bytes at s -> 8 six-bit scales and mins.
+static inline KSb prepare_k4(const uint8_t* s) {
     const uint32_t u0 = rd32(s), u1 = rd32(s + 4), u2 = rd32(s + 8);
-    const uint32_t sc03 = u0 & 0x3F3F3F3F;
-    const uint32_t sc47 = (u2 & 0x0F0F0F0F) | (((u0 >> 6) & 0x03030303) << 4);
-    const uint32_t m03 = u1 & 0x3F3F3F3F;
-    const uint32_t m47 = ((u2 >> 4) & 0x0F0F0F0F) | (((u1 >> 6) & 0x03030303) << 4);
-    const __m128i sc8 = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)sc47, (int)sc03));
-    const __m128i m8 = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)m47, (int)m03));
-    const __m256i sc16 = _mm256_inserti128_si256(
-        _mm256_castsi128_si256(_mm_unpacklo_epi16(sc8, sc8)), _mm_unpackhi_epi16(sc8, sc8), 1);
-    S->sc16 = _mm512_zextsi256_si512(sc16);
-    S->mins16 = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi16(m8, m8)),
-                                        _mm_unpackhi_epi16(m8, m8), 1);
+    const uint64_t sc = (uint64_t)(u0 & 0x3F3F3F3F) |
+                        (uint64_t)((u2 & 0x0F0F0F0F) | (((u0 >> 6) & 0x03030303) << 4)) << 32;
+    const uint64_t mn = (uint64_t)(u1 & 0x3F3F3F3F) |
+                        (uint64_t)(((u2 >> 4) & 0x0F0F0F0F) | (((u1 >> 6) & 0x03030303) << 4)) << 32;
+    KSb S;
+    S.sc = _mm512_zextsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc)));
+    const __m256i dup = _mm256_setr_epi16(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    S.mins16 = _mm256_permutexvar_epi16(
+        dup, _mm256_zextsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mn))));
+    return S;
 }
 
 struct Q2K {
     static constexpr int kBytes = sizeof(block_q2_K);
-    static constexpr bool kOffset = false;
+    static constexpr int kDOff = 80;  // d, dmin
+    static constexpr bool kDHigh = false;
+    static constexpr bool kOffset = false, kPer32 = false;
     static inline KSb prepare(const uint8_t* b) {
         const block_q2_K* x = reinterpret_cast<const block_q2_K*>(b);
         const __m128i s = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x->scales));
         const __m128i m4 = _mm_set1_epi8(0x0F);
         KSb S;
-        S.sc16 = _mm512_zextsi256_si512(_mm256_cvtepu8_epi16(_mm_and_si128(s, m4)));
+        S.sc = _mm512_zextsi256_si512(_mm256_cvtepu8_epi16(_mm_and_si128(s, m4)));
         S.mins16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s, 4), m4));
-        S.d = h2f(reinterpret_cast<const uint8_t*>(&x->d));
-        S.dmin = h2f(reinterpret_cast<const uint8_t*>(&x->dmin));
         return S;
     }
     // chunk i: groups 2i, 2i+1 of 32 = (qs[32n + l] >> 2j) & 3 with n = i/2, j = 2(i&1) (+1)
@@ -100,7 +130,9 @@ struct Q2K {
 
 struct Q3K {
     static constexpr int kBytes = sizeof(block_q3_K);
-    static constexpr bool kOffset = true;  // value = u - 4
+    static constexpr int kDOff = 106;  // scales[10..11], d: stays inside the block
+    static constexpr bool kDHigh = true;
+    static constexpr bool kOffset = true, kPer32 = false;  // value = u - 4
     static inline KSb prepare(const uint8_t* b) {
         const block_q3_K* x = reinterpret_cast<const block_q3_K*>(b);
         const uint32_t a0 = rd32(x->scales), a1 = rd32(x->scales + 4), a2 = rd32(x->scales + 8);
@@ -112,10 +144,8 @@ struct Q3K {
                                         _mm_set1_epi8(32));
         const __m256i sc16 = _mm256_cvtepi8_epi16(s6);
         KSb S;
-        S.sc16 = _mm512_zextsi256_si512(sc16);
+        S.sc = _mm512_zextsi256_si512(sc16);
         S.mins16 = _mm256_slli_epi16(sc16, 2);
-        S.d = h2f(reinterpret_cast<const uint8_t*>(&x->d));
-        S.dmin = 0.0f;
         return S;
     }
     static inline __m512i quants(const uint8_t* b, int i) {  // low 2 bits + 4 * hmask bit (2i, 2i+1)
@@ -132,14 +162,10 @@ struct Q3K {
 
 struct Q4K {
     static constexpr int kBytes = sizeof(block_q4_K);
-    static constexpr bool kOffset = false;
-    static inline KSb prepare(const uint8_t* b) {
-        KSb S;
-        scales_k4(b + 4, &S);
-        S.d = h2f(b);
-        S.dmin = h2f(b + 2);
-        return S;
-    }
+    static constexpr int kDOff = 0;
+    static constexpr bool kDHigh = false;
+    static constexpr bool kOffset = false, kPer32 = true;
+    static inline KSb prepare(const uint8_t* b) { return prepare_k4(b + 4); }
     static inline __m512i quants(const uint8_t* b, int i) {  // 32 bytes: low nibbles, high nibbles
         return _mm512_and_si512(_mm512_srlv_epi64(bcast256(b + 16 + 32 * i), counts(0, 4)),
                                 _mm512_set1_epi8(0x0F));
@@ -148,8 +174,10 @@ struct Q4K {
 
 struct Q5K {
     static constexpr int kBytes = sizeof(block_q5_K);
-    static constexpr bool kOffset = false;
-    static inline KSb prepare(const uint8_t* b) { return Q4K::prepare(b); }
+    static constexpr int kDOff = 0;
+    static constexpr bool kDHigh = false;
+    static constexpr bool kOffset = false, kPer32 = true;
+    static inline KSb prepare(const uint8_t* b) { return prepare_k4(b + 4); }
     static inline __m512i quants(const uint8_t* b, int i) {  // nibbles + 16 * qh bit (2i, 2i+1)
         const block_q5_K* x = reinterpret_cast<const block_q5_K*>(b);
         const __m512i lo = _mm512_and_si512(_mm512_srlv_epi64(bcast256(x->qs + 32 * i), counts(0, 4)),
@@ -162,34 +190,30 @@ struct Q5K {
 
 struct Q6K {
     static constexpr int kBytes = sizeof(block_q6_K);
-    static constexpr bool kOffset = true;  // value = u - 32
+    static constexpr int kDOff = 206;  // scales[14..15], d
+    static constexpr bool kDHigh = true;
+    static constexpr bool kOffset = true, kPer32 = false;  // value = u - 32
     static inline KSb prepare(const uint8_t* b) {
         const block_q6_K* x = reinterpret_cast<const block_q6_K*>(b);
         const __m256i sc16 =
             _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->scales)));
         KSb S;
-        S.sc16 = _mm512_zextsi256_si512(sc16);
+        S.sc = _mm512_zextsi256_si512(sc16);
         S.mins16 = _mm256_slli_epi16(sc16, 5);
-        S.d = h2f(reinterpret_cast<const uint8_t*>(&x->d));
-        S.dmin = 0.0f;
         return S;
     }
-    // chunk i = 2n + odd: 64 bytes ql[64n ..] (odd: high nibbles) | 2 bits of qh[32n + l] << 4:
-    // even: bits 0-1 (low half), 2-3 (high half); odd: bits 4-5, 6-7.
+    // chunk i = 2n + odd: ql[64n .. 64n+63] nibble (odd: high) | 2 bits of qh[32n + l] << 4:
+    // even: bits 0-1 (low 256), 2-3 (high 256); odd: bits 4-5, 6-7.
     static inline __m512i quants(const uint8_t* b, int i) {
         const block_q6_K* x = reinterpret_cast<const block_q6_K*>(b);
         const int n = i >> 1;
-        __m512i lo = _mm512_loadu_si512(x->ql + 64 * n);
+        const __m512i l = _mm512_loadu_si512(x->ql + 64 * n);
         const __m512i h = bcast256(x->qh + 32 * n);
-        __m512i hb;
-        if (i & 1) {
-            lo = _mm512_srli_epi16(lo, 4);
-            hb = _mm512_srlv_epi64(h, counts(0, 2));
-        } else {
-            hb = _mm512_sllv_epi64(h, counts(4, 2));
-        }
-        return _mm512_or_si512(_mm512_and_si512(lo, _mm512_set1_epi8(0x0F)),
-                               _mm512_and_si512(hb, _mm512_set1_epi8(0x30)));
+        const __m512i lo = (i & 1) ? _mm512_srli_epi16(l, 4) : l;
+        const __m512i hb = (i & 1) ? _mm512_srlv_epi64(h, counts(0, 2)) : _mm512_sllv_epi64(h, counts(4, 2));
+        // bits 0-3 from lo, 4-7 from hb (0xE4: c ? a : b), then keep 6 bits
+        const __m512i v = _mm512_ternarylogic_epi32(lo, hb, _mm512_set1_epi8(0x0F), 0xE4);
+        return _mm512_and_si512(v, _mm512_set1_epi8(0x3F));
     }
 };
 
@@ -201,41 +225,45 @@ struct KRows {
         const int64_t nsb = K / QK_K;
         const block_q8_K* a[C];
         for (int c = 0; c < C; ++c) a[c] = reinterpret_cast<const block_q8_K*>(act[c]);
+        const __m512i zero = _mm512_setzero_si512();
+        alignas(32) float dd[8], dm[8];
         for (int64_t n = 0; n < N; ++n) {
             const uint8_t* wr = w + n * ws;
+            prefetch_ahead(wr, ws);
             __m512 acc[C];
             for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
-            for (int64_t sb = 0; sb < nsb; ++sb) {
+            for (int64_t sb0 = 0; sb0 < nsb; sb0 += 8) {
+              const int nj = nsb - sb0 < 8 ? (int)(nsb - sb0) : 8;
+              gather_d(wr + sb0 * T::kBytes, T::kBytes, T::kDOff, T::kDHigh, nj, dd, dm);
+              for (int j = 0; j < nj; ++j) {
+                const int64_t sb = sb0 + j;
                 const uint8_t* blk = wr + sb * T::kBytes;
+                const __m512 dv = _mm512_set1_ps(dd[j]), mv = _mm512_set1_ps(dm[j]);
                 const KSb S = T::prepare(blk);
-                __m512i is0[C], is1[C];  // even / odd chunks: two dependency chains
-                for (int c = 0; c < C; ++c) is0[c] = is1[c] = _mm512_setzero_si512();
-                for (int i = 0; i < 4; ++i) {
-                    const __m512i q = T::quants(blk, i);
-                    const __m512i sc = chunk_scales(S, i);
-                    for (int c = 0; c < C; ++c) {
-                        const __m512i p = _mm512_maddubs_epi16(q, _mm512_loadu_si512(a[c][sb].qs + 64 * i));
-                        if (i & 1)
-                            is1[c] = _mm512_dpwssd_epi32(is1[c], p, sc);
-                        else
-                            is0[c] = _mm512_dpwssd_epi32(is0[c], p, sc);
-                    }
-                }
-                const __m512 dv = _mm512_set1_ps(S.d), mv = _mm512_set1_ps(S.dmin);
+                const __m512i s0 = pair_scales(S, 0, T::kPer32), s1 = pair_scales(S, 1, T::kPer32);
+                const __m512i q0 = T::quants(blk, 0), q1 = T::quants(blk, 1);
+                const __m512i q2 = T::quants(blk, 2), q3 = T::quants(blk, 3);
                 for (int c = 0; c < C; ++c) {
+                    const int8_t* aq = a[c][sb].qs;
+                    const __m512i d0 = _mm512_dpbusd_epi32(zero, q0, _mm512_loadu_si512(aq));
+                    const __m512i d1 = _mm512_dpbusd_epi32(zero, q1, _mm512_loadu_si512(aq + 64));
+                    const __m512i d2 = _mm512_dpbusd_epi32(zero, q2, _mm512_loadu_si512(aq + 128));
+                    const __m512i d3 = _mm512_dpbusd_epi32(zero, q3, _mm512_loadu_si512(aq + 192));
+                    // |D lanes| <= 4 * 63 * 127 < 32768: the int16 pack is exact
+                    __m512i is = _mm512_dpwssd_epi32(zero, _mm512_packs_epi32(d0, d1), s0);
+                    is = _mm512_dpwssd_epi32(is, _mm512_packs_epi32(d2, d3), s1);
                     const __m256i m = _mm256_madd_epi16(
                         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[c][sb].bsums)), S.mins16);
-                    const __m512 dx = _mm512_set1_ps(a[c][sb].d);
-                    __m512i is = _mm512_add_epi32(is0[c], is1[c]);
+                    __m512 t;
                     if (T::kOffset) {
-                        is = _mm512_sub_epi32(is, _mm512_zextsi256_si512(m));
-                        acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_mul_ps(dv, dx), acc[c]);
+                        t = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(is, _mm512_zextsi256_si512(m))), dv);
                     } else {
-                        acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_mul_ps(dv, dx), acc[c]);
-                        acc[c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(_mm512_zextsi256_si512(m)),
-                                                  _mm512_mul_ps(mv, dx), acc[c]);
+                        t = _mm512_mul_ps(_mm512_cvtepi32_ps(is), dv);
+                        t = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(_mm512_zextsi256_si512(m)), mv, t);
                     }
+                    acc[c] = _mm512_fmadd_ps(t, _mm512_set1_ps(a[c][sb].d), acc[c]);
                 }
+              }
             }
             for (int c = 0; c < C; ++c) y[c * ldy + n] = _mm512_reduce_add_ps(acc[c]);
         }
