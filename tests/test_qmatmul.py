@@ -77,7 +77,9 @@ def quantized_x(x: np.ndarray, bs: int) -> np.ndarray:
 
 
 def norms(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    return np.linalg.norm(x.astype(np.float64), axis=1)[:, None] * np.linalg.norm(w, axis=1)[None, :]
+    return (
+        np.linalg.norm(x.astype(np.float64), axis=1)[:, None] * np.linalg.norm(w, axis=1)[None, :]
+    )
 
 
 def check(y, x, raw, name, n, k, isa):
@@ -98,7 +100,9 @@ def check(y, x, raw, name, n, k, isa):
     if isa != "scalar":
         with pylm.use_isa("scalar"):
             y0 = pylm.ops.qmatmul(x, raw, name, (n, k))
-        np.testing.assert_array_less(np.abs(y - y0), 1e-5 * scale + 1e-7, err_msg=f"{name} vs scalar")
+        np.testing.assert_array_less(
+            np.abs(y - y0), 1e-5 * scale + 1e-7, err_msg=f"{name} vs scalar"
+        )
 
 
 @pytest.mark.parametrize("name", LEGACY + KQUANTS + FLOATS)
@@ -113,8 +117,18 @@ def test_random_matrices(isa, name, m):
     check(y, x, raw, name, N, k, isa)
 
 
-@pytest.mark.parametrize("name,k", [("Q4_0", 32), ("Q5_1", 64), ("Q8_0", 96), ("Q6_K", 256),
-                                    ("F16", 1), ("BF16", 17), ("F32", 33)])
+@pytest.mark.parametrize(
+    "name,k",
+    [
+        ("Q4_0", 32),
+        ("Q5_1", 64),
+        ("Q8_0", 96),
+        ("Q6_K", 256),
+        ("F16", 1),
+        ("BF16", 17),
+        ("F32", 33),
+    ],
+)
 def test_small_k(isa, name, k):
     rng = np.random.default_rng(7)
     raw = random_weights(name, 5, k, rng)
@@ -150,7 +164,9 @@ def test_quantize_act_q8s_matches_gguf_q8_0(isa):
     s = act[:, k + 4 * (k // 32) : k + 8 * (k // 32)].copy().view(np.float32)
     d_ref = np.abs(x.reshape(4, -1, 32)).max(axis=2) / np.float32(127)
     np.testing.assert_array_equal(d, d_ref)
-    np.testing.assert_array_equal(d.astype(np.float16), q8[:, :, :2].copy().view(np.float16)[..., 0])
+    np.testing.assert_array_equal(
+        d.astype(np.float16), q8[:, :, :2].copy().view(np.float16)[..., 0]
+    )
     np.testing.assert_array_equal(s, d_ref * qs.astype(np.int32).sum(axis=2).astype(np.float32))
 
 
@@ -167,7 +183,9 @@ def test_quantize_act_q8k(isa):
     xb = x.reshape(3, 2, 256)
     d_ref = np.abs(xb).max(axis=2) / np.float32(127)
     np.testing.assert_array_equal(d, d_ref)
-    np.testing.assert_array_equal(qs, np_roundf(xb * (np.float32(1) / d_ref)[..., None]).astype(np.int8))
+    np.testing.assert_array_equal(
+        qs, np_roundf(xb * (np.float32(1) / d_ref)[..., None]).astype(np.int8)
+    )
     np.testing.assert_array_equal(bsums, qs.reshape(3, 2, 16, 16).astype(np.int16).sum(axis=3))
 
 
@@ -199,7 +217,7 @@ def test_matmul_rows_equal_matvecs(isa, name):
 # ---- real model matrices -------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def read_tensors(path, names: tuple[str, ...]) -> dict:
     """name -> (qtype name, raw bytes (N, row_bytes), N, K), parsed once per session
     (GGUFReader takes seconds on Gemma's 262k-token vocabulary)."""
@@ -212,8 +230,12 @@ def read_tensors(path, names: tuple[str, ...]) -> dict:
 
 
 SMOLLM2 = ("blk.0.ffn_up.weight", "token_embd.weight")
-GEMMA3 = ("blk.0.attn_output.weight", "blk.0.attn_q.weight", "blk.0.ffn_down.weight",
-          "blk.0.attn_v.weight")
+GEMMA3 = (
+    "blk.0.attn_output.weight",
+    "blk.0.attn_q.weight",
+    "blk.0.ffn_down.weight",
+    "blk.0.attn_v.weight",
+)
 
 
 @pytest.mark.parametrize("tname,rows", [("blk.0.ffn_up.weight", None), ("token_embd.weight", 300)])
@@ -249,10 +271,14 @@ def test_vector_and_qtype_forms():
     assert y.shape == (7,)
     for qt in (T.Q4_K, int(T.Q4_K), np.int32(12), "q4_k"):
         np.testing.assert_array_equal(pylm.ops.qmatmul(x, raw, qt, (7, 256)), y)
-    np.testing.assert_array_equal(pylm.ops.qmatmul(x[None], raw.reshape(-1), "Q4_K", (7, 256))[0], y)
+    np.testing.assert_array_equal(
+        pylm.ops.qmatmul(x[None], raw.reshape(-1), "Q4_K", (7, 256))[0], y
+    )
     xs = rng.standard_normal((3, 512)).astype(np.float32)[:, ::2]  # non-contiguous rows
-    np.testing.assert_array_equal(pylm.ops.qmatmul(xs, raw, "Q4_K", (7, 256)),
-                                  pylm.ops.qmatmul(np.ascontiguousarray(xs), raw, "Q4_K", (7, 256)))
+    np.testing.assert_array_equal(
+        pylm.ops.qmatmul(xs, raw, "Q4_K", (7, 256)),
+        pylm.ops.qmatmul(np.ascontiguousarray(xs), raw, "Q4_K", (7, 256)),
+    )
 
 
 def test_errors():

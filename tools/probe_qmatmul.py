@@ -116,19 +116,32 @@ def main():
     bw1, bw2 = read_bandwidth()
     print(f"numpy read bandwidth: 1 thread {bw1:.1f} GB/s, 2 threads {bw2:.1f} GB/s")
     bw = bw1 if args.threads == 1 else bw2
-    shapes = {"Q4_1": (1536, 576), "Q4_K": (640, 2048), "Q5_0": (2048, 640), "Q6_K": (640, 2048),
-              "Q8_0": (2048, 640), "Q4_0": (1536, 576), "Q5_1": (1536, 576), "Q2_K": (640, 2048),
-              "Q3_K": (640, 2048), "Q5_K": (640, 2048), "F16": (1536, 576), "BF16": (1536, 576),
-              "F32": (1536, 576)}
+    shapes = {
+        "Q4_1": (1536, 576),
+        "Q4_K": (640, 2048),
+        "Q5_0": (2048, 640),
+        "Q6_K": (640, 2048),
+        "Q8_0": (2048, 640),
+        "Q4_0": (1536, 576),
+        "Q5_1": (1536, 576),
+        "Q2_K": (640, 2048),
+        "Q3_K": (640, 2048),
+        "Q5_K": (640, 2048),
+        "F16": (1536, 576),
+        "BF16": (1536, 576),
+        "F32": (1536, 576),
+    }
     for isa in isas:
         with pylm.use_isa(isa):
             for name in args.types.split(","):
                 qt = T[name]
                 n, k = shapes[name]
                 big, rot, hot = probe_matvec(qt, n, k, args.threads)
-                msg = (f"[{isa}] {name} {n}x{k} matvec: stream {big:.1f} GB/s "
-                       f"({big / bw:.2f} of numpy), per-call {rot:.1f} GB/s, "
-                       f"in-cache {hot:.1f} GB/s")
+                msg = (
+                    f"[{isa}] {name} {n}x{k} matvec: stream {big:.1f} GB/s "
+                    f"({big / bw:.2f} of numpy), per-call {rot:.1f} GB/s, "
+                    f"in-cache {hot:.1f} GB/s"
+                )
                 if not args.quick:
                     gf, ratio = probe_prefill(qt, n, k, 512, args.threads)
                     msg += f" | M=512: {gf:.1f} GFLOP/s ({ratio:.0f}x faster than 512 matvecs)"

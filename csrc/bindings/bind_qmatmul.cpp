@@ -49,8 +49,8 @@ py::array_t<float> qmatmul_py(const py::handle& x_obj, const py::handle& w_obj,
     }
     const std::string wshape = "(" + std::to_string(N) + ", " + std::to_string(K) + ")";
     if (K % info->block_size != 0) {
-        throw std::invalid_argument("qmatmul: K=" + std::to_string(K) + " is not a multiple of the " +
-                                    info->name + " block size " +
+        throw std::invalid_argument("qmatmul: K=" + std::to_string(K) +
+                                    " is not a multiple of the " + info->name + " block size " +
                                     std::to_string(info->block_size));
     }
     if (x.shape(1) != K) {
@@ -61,8 +61,8 @@ py::array_t<float> qmatmul_py(const py::handle& x_obj, const py::handle& w_obj,
     const int64_t need = N * qrow_bytes(info->type, K);
     if ((int64_t)w.nbytes() != need) {
         throw std::invalid_argument("qmatmul: w_raw has " + std::to_string(w.nbytes()) +
-                                    " bytes but a " + info->name + " " + wshape +
-                                    " matrix needs " + std::to_string(need));
+                                    " bytes but a " + info->name + " " + wshape + " matrix needs " +
+                                    std::to_string(need));
     }
     const int nt = resolve_threads(threads);
     const int64_t M = x.shape(0);

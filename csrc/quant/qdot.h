@@ -38,8 +38,7 @@ enum class ActFormat : int { F32 = 0, Q8S = 1, Q8K = 2 };
 
 using VecDotFn = float (*)(int64_t K, const void* w_row, const void* act_row);
 using GemmFn = void (*)(int64_t K, const uint8_t* w, int64_t w_stride, int64_t N,
-                        const uint8_t* act, int64_t act_stride, int64_t C, float* y,
-                        int64_t ldy);
+                        const uint8_t* act, int64_t act_stride, int64_t C, float* y, int64_t ldy);
 
 struct QDotKernels {
     VecDotFn vec_dot;
@@ -54,11 +53,15 @@ ActFormat act_format(QType t);
 int64_t act_row_bytes(ActFormat f, int64_t K);
 
 // Q8S row accessors (see the layout above).
-static inline const int8_t* q8s_qs(const void* row) { return static_cast<const int8_t*>(row); }
+static inline const int8_t* q8s_qs(const void* row) {
+    return static_cast<const int8_t*>(row);
+}
 static inline const float* q8s_d(const void* row, int64_t K) {
     return reinterpret_cast<const float*>(static_cast<const uint8_t*>(row) + K);
 }
-static inline const float* q8s_s(const void* row, int64_t K) { return q8s_d(row, K) + K / 32; }
+static inline const float* q8s_s(const void* row, int64_t K) {
+    return q8s_d(row, K) + K / 32;
+}
 
 // Per-ISA pieces. quantize_act_*: x [K] -> one activation row; kernels: nullptr if unsupported.
 namespace ref {

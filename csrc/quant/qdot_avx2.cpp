@@ -26,7 +26,8 @@ namespace {
 static inline void prefetch_ahead(const uint8_t* row, int64_t ws) {
     if (ws <= 0) return;
     const uint8_t* p = row + (ws >= 1024 ? ws : (1024 / ws + 1) * ws);
-    for (int64_t off = 0; off < ws; off += 64) _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
+    for (int64_t off = 0; off < ws; off += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
 }
 
 static inline float hsum_ps(__m256 v) {
@@ -56,7 +57,8 @@ static inline __m256i round_away(__m256 x, __m256 id) {
 static inline float absmax32(const float* x) {  // max |x[0..31]|
     const __m256 sign = _mm256_set1_ps(-0.0f);
     __m256 m = _mm256_andnot_ps(sign, _mm256_loadu_ps(x));
-    for (int j = 8; j < 32; j += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)));
+    for (int j = 8; j < 32; j += 8)
+        m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)));
     __m128 s = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
     s = _mm_max_ps(s, _mm_movehl_ps(s, s));
     s = _mm_max_ss(s, _mm_movehdup_ps(s));
@@ -87,8 +89,8 @@ static inline __m256i nibbles(const uint8_t* qs) {  // 16 bytes -> 32 values: lo
 static inline __m256i high_bits(const uint8_t* qh) {  // bit i of the 32-bit qh -> 0x10 in byte i
     uint32_t h;
     std::memcpy(&h, qh, 4);
-    const __m256i shuf = _mm256_setr_epi64x(0, 0x0101010101010101LL, 0x0202020202020202LL,
-                                            0x0303030303030303LL);
+    const __m256i shuf =
+        _mm256_setr_epi64x(0, 0x0101010101010101LL, 0x0202020202020202LL, 0x0303030303030303LL);
     const __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32((int)h), shuf);
     const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
     const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
@@ -102,16 +104,22 @@ static inline __m256i lane_mask(int n) {  // lanes < n set (maskload / mask gath
 // The dwords at the start of n <= 8 blocks (stride ts): fp16 d in the low half and, for
 // Q4_1/Q5_1, fp16 m in the high half. Returns [d0..d7 | m0..m7] as 16 fp16 values.
 static inline __m256i head_f16(const uint8_t* p, int ts, int n) {
-    const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(ts));
+    const __m256i idx =
+        _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(ts));
     const int* base = reinterpret_cast<const int*>(p);
-    const __m256i v = n == 8 ? _mm256_i32gather_epi32(base, idx, 1)
-                             : _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), base, idx, lane_mask(n), 1);
+    const __m256i v =
+        n == 8 ? _mm256_i32gather_epi32(base, idx, 1)
+               : _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), base, idx, lane_mask(n), 1);
     const __m256i lo = _mm256_and_si256(v, _mm256_set1_epi32(0xFFFF));
     const __m256i hi = _mm256_srli_epi32(v, 16);
     return _mm256_permute4x64_epi64(_mm256_packus_epi32(lo, hi), 0xD8);
 }
-static inline __m256 low_f16(__m256i h) { return _mm256_cvtph_ps(_mm256_castsi256_si128(h)); }
-static inline __m256 high_f16(__m256i h) { return _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)); }
+static inline __m256 low_f16(__m256i h) {
+    return _mm256_cvtph_ps(_mm256_castsi256_si128(h));
+}
+static inline __m256 high_f16(__m256i h) {
+    return _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
+}
 
 // Per type: quants(block) -> 32 bytes (unsigned 0..31, or the signed Q8_0 weights), and
 // scales(first block, n) -> d_w and the s_x coefficient c_w of n <= 8 blocks.
@@ -175,8 +183,8 @@ struct Q8_0 {
 template <class T>
 struct LegacyRows {
     template <int C>
-    static void run(int64_t K, const uint8_t* w, int64_t ws, int64_t N,
-                    const uint8_t* const* act, float* y, int64_t ldy) {
+    static void run(int64_t K, const uint8_t* w, int64_t ws, int64_t N, const uint8_t* const* act,
+                    float* y, int64_t ldy) {
         const int64_t nb = K / 32;
         const int8_t* aq[C];
         const float* ad[C];
@@ -201,10 +209,12 @@ struct LegacyRows {
                 T::scales(wb, nblk, &dw, &cw);
                 const __m256i lm = lane_mask(nblk);
                 for (int c = 0; c < C; ++c) {
-                    const __m256 dx = nblk == 8 ? _mm256_loadu_ps(ad[c] + b0) : _mm256_maskload_ps(ad[c] + b0, lm);
+                    const __m256 dx = nblk == 8 ? _mm256_loadu_ps(ad[c] + b0)
+                                                : _mm256_maskload_ps(ad[c] + b0, lm);
                     _mm256_store_ps(sc[c], _mm256_mul_ps(dw, dx));
                     if (!T::kSigned) {
-                        const __m256 sx = nblk == 8 ? _mm256_loadu_ps(as[c] + b0) : _mm256_maskload_ps(as[c] + b0, lm);
+                        const __m256 sx = nblk == 8 ? _mm256_loadu_ps(as[c] + b0)
+                                                    : _mm256_maskload_ps(as[c] + b0, lm);
                         accs[c] = _mm256_fmadd_ps(cw, sx, accs[c]);
                     }
                 }
@@ -243,7 +253,9 @@ struct F32W {
     static inline __m256 load8(const uint8_t* w, int64_t k) {
         return _mm256_loadu_ps(reinterpret_cast<const float*>(w) + k);
     }
-    static inline float one(const uint8_t* w, int64_t k) { return reinterpret_cast<const float*>(w)[k]; }
+    static inline float one(const uint8_t* w, int64_t k) {
+        return reinterpret_cast<const float*>(w)[k];
+    }
 };
 struct F16W {
     static inline __m256 load8(const uint8_t* w, int64_t k) {
@@ -269,36 +281,36 @@ struct BF16W {
 
 template <class T>
 struct FloatRows {
-template <int C>
-static void run(int64_t K, const uint8_t* w, int64_t ws, int64_t N, const uint8_t* const* act,
-                float* y, int64_t ldy) {
-    const float* x[C];
-    for (int c = 0; c < C; ++c) x[c] = reinterpret_cast<const float*>(act[c]);
-    for (int64_t n = 0; n < N; ++n) {
-        const uint8_t* wr = w + n * ws;
-        prefetch_ahead(wr, ws);
-        __m256 acc0[C], acc1[C];
-        for (int c = 0; c < C; ++c) acc0[c] = acc1[c] = _mm256_setzero_ps();
-        int64_t k = 0;
-        for (; k + 16 <= K; k += 16) {
-            const __m256 w0 = T::load8(wr, k), w1 = T::load8(wr, k + 8);
+    template <int C>
+    static void run(int64_t K, const uint8_t* w, int64_t ws, int64_t N, const uint8_t* const* act,
+                    float* y, int64_t ldy) {
+        const float* x[C];
+        for (int c = 0; c < C; ++c) x[c] = reinterpret_cast<const float*>(act[c]);
+        for (int64_t n = 0; n < N; ++n) {
+            const uint8_t* wr = w + n * ws;
+            prefetch_ahead(wr, ws);
+            __m256 acc0[C], acc1[C];
+            for (int c = 0; c < C; ++c) acc0[c] = acc1[c] = _mm256_setzero_ps();
+            int64_t k = 0;
+            for (; k + 16 <= K; k += 16) {
+                const __m256 w0 = T::load8(wr, k), w1 = T::load8(wr, k + 8);
+                for (int c = 0; c < C; ++c) {
+                    acc0[c] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[c] + k), acc0[c]);
+                    acc1[c] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x[c] + k + 8), acc1[c]);
+                }
+            }
+            for (; k + 8 <= K; k += 8) {
+                const __m256 w0 = T::load8(wr, k);
+                for (int c = 0; c < C; ++c)
+                    acc0[c] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[c] + k), acc0[c]);
+            }
             for (int c = 0; c < C; ++c) {
-                acc0[c] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[c] + k), acc0[c]);
-                acc1[c] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x[c] + k + 8), acc1[c]);
+                float s = hsum_ps(_mm256_add_ps(acc0[c], acc1[c]));
+                for (int64_t t = k; t < K; ++t) s += T::one(wr, t) * x[c][t];
+                y[c * ldy + n] = s;
             }
         }
-        for (; k + 8 <= K; k += 8) {
-            const __m256 w0 = T::load8(wr, k);
-            for (int c = 0; c < C; ++c)
-                acc0[c] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[c] + k), acc0[c]);
-        }
-        for (int c = 0; c < C; ++c) {
-            float s = hsum_ps(_mm256_add_ps(acc0[c], acc1[c]));
-            for (int64_t t = k; t < K; ++t) s += T::one(wr, t) * x[c][t];
-            y[c * ldy + n] = s;
-        }
     }
-}
 };
 
 // ---- gemm over groups of up to 4 activation rows -------------------------------------------
@@ -321,8 +333,8 @@ template <class R>
 struct Kern {
     static void gemm(int64_t K, const uint8_t* w, int64_t ws, int64_t N, const uint8_t* act,
                      int64_t as, int64_t C, float* y, int64_t ldy) {
-        static const RowsFn fns[4] = {R::template run<1>, R::template run<2>,
-                                      R::template run<3>, R::template run<4>};
+        static const RowsFn fns[4] = {R::template run<1>, R::template run<2>, R::template run<3>,
+                                      R::template run<4>};
         gemm_groups(fns, K, w, ws, N, act, as, C, y, ldy);
     }
     static float vec_dot(int64_t K, const void* w, const void* act) {
@@ -376,15 +388,24 @@ void quantize_act_q8k(const float* x, int64_t K, void* row) {
 
 const QDotKernels* qdot_kernels(QType t) {
     switch (t) {
-    case QType::F32: return &kTable<FloatRows<F32W>>;
-    case QType::F16: return &kTable<FloatRows<F16W>>;
-    case QType::BF16: return &kTable<FloatRows<BF16W>>;
-    case QType::Q4_0: return &kTable<LegacyRows<Q4_0>>;
-    case QType::Q4_1: return &kTable<LegacyRows<Q4_1>>;
-    case QType::Q5_0: return &kTable<LegacyRows<Q5_0>>;
-    case QType::Q5_1: return &kTable<LegacyRows<Q5_1>>;
-    case QType::Q8_0: return &kTable<LegacyRows<Q8_0>>;
-    default: return qdot_kernels_k(t);
+        case QType::F32:
+            return &kTable<FloatRows<F32W>>;
+        case QType::F16:
+            return &kTable<FloatRows<F16W>>;
+        case QType::BF16:
+            return &kTable<FloatRows<BF16W>>;
+        case QType::Q4_0:
+            return &kTable<LegacyRows<Q4_0>>;
+        case QType::Q4_1:
+            return &kTable<LegacyRows<Q4_1>>;
+        case QType::Q5_0:
+            return &kTable<LegacyRows<Q5_0>>;
+        case QType::Q5_1:
+            return &kTable<LegacyRows<Q5_1>>;
+        case QType::Q8_0:
+            return &kTable<LegacyRows<Q8_0>>;
+        default:
+            return qdot_kernels_k(t);
     }
 }
 

@@ -29,14 +29,19 @@ namespace {
 static inline void prefetch_ahead(const uint8_t* row, int64_t ws) {
     if (ws <= 0) return;
     const uint8_t* p = row + (ws >= 1024 ? ws : (1024 / ws + 1) * ws);
-    for (int64_t off = 0; off < ws; off += 64) _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
+    for (int64_t off = 0; off < ws; off += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
 }
 
-static inline __m512i ld512(const void* p) { return _mm512_loadu_si512(p); }
+static inline __m512i ld512(const void* p) {
+    return _mm512_loadu_si512(p);
+}
 
 static inline __m512i bcast128x2(const uint8_t* p0, const uint8_t* p1) {  // [p0, p0, p1, p1]
-    const __m256i a = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p0)));
-    const __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p1)));
+    const __m256i a =
+        _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p0)));
+    const __m256i b =
+        _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p1)));
     return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
 }
 
@@ -46,7 +51,8 @@ static inline __m512i nibbles2(const uint8_t* qs0, const uint8_t* qs1) {
     return _mm512_and_si512(_mm512_srlv_epi64(bcast128x2(qs0, qs1), sh), _mm512_set1_epi8(0x0F));
 }
 static inline __m256i nibbles1(const uint8_t* qs) {
-    const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
+    const __m256i v =
+        _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
     return _mm256_and_si256(_mm256_srlv_epi64(v, _mm256_setr_epi64x(0, 0, 4, 4)),
                             _mm256_set1_epi8(0x0F));
 }
@@ -69,13 +75,16 @@ static inline __m256i add_hbits1(__m256i q, const uint8_t* qh) {
 // The dwords at the start of n <= 16 blocks (stride ts): fp16 d in the low half, and for
 // Q4_1/Q5_1 fp16 m in the high half.
 static inline __m512i head_dwords(const uint8_t* p, int ts, int n) {
-    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
-                                                             12, 13, 14, 15),
-                                           _mm512_set1_epi32(ts));
+    const __m512i idx =
+        _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                           _mm512_set1_epi32(ts));
     if (n == 16) return _mm512_i32gather_epi32(idx, p, 1);
-    return _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), (__mmask16)((1u << n) - 1), idx, p, 1);
+    return _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), (__mmask16)((1u << n) - 1), idx, p,
+                                       1);
 }
-static inline __m512 low_f16(__m512i v) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v)); }
+static inline __m512 low_f16(__m512i v) {
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v));
+}
 static inline __m512 high_f16(__m512i v) {
     return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(v, 16)));
 }
@@ -162,8 +171,8 @@ struct LegacyRows {
     }
 
     template <int C>
-    static void run(int64_t K, const uint8_t* w, int64_t ws, int64_t N,
-                    const uint8_t* const* act, float* y, int64_t ldy) {
+    static void run(int64_t K, const uint8_t* w, int64_t ws, int64_t N, const uint8_t* const* act,
+                    float* y, int64_t ldy) {
         const int64_t nb = K / 32;
         const int8_t* aq[C];
         const float* ad[C];
@@ -192,8 +201,8 @@ struct LegacyRows {
                     segment<C>(wr, s0, sn, dbuf + off, cbuf + off, aq, ad, as, acc0, acc1, accs);
                 }
                 for (int c = 0; c < C; ++c)
-                    y[c * ldy + n0 + r] =
-                        _mm512_reduce_add_ps(_mm512_add_ps(accs[c], _mm512_add_ps(acc0[c], acc1[c])));
+                    y[c * ldy + n0 + r] = _mm512_reduce_add_ps(
+                        _mm512_add_ps(accs[c], _mm512_add_ps(acc0[c], acc1[c])));
             }
         }
     }
@@ -209,7 +218,8 @@ struct LegacyRows {
             const int64_t b0 = s0 + g;
             const int nblk = sn - g < 16 ? (int)(sn - g) : 16;
             const __mmask16 km = (__mmask16)((1u << nblk) - 1);
-            const __m512 d = _mm512_maskz_loadu_ps(km, dw + g), cf = _mm512_maskz_loadu_ps(km, cw + g);
+            const __m512 d = _mm512_maskz_loadu_ps(km, dw + g),
+                         cf = _mm512_maskz_loadu_ps(km, cw + g);
             for (int c = 0; c < C; ++c) {
                 _mm512_store_ps(sc[c], _mm512_mul_ps(d, _mm512_maskz_loadu_ps(km, ad[c] + b0)));
                 accs[c] = _mm512_fmadd_ps(cf, _mm512_maskz_loadu_ps(km, as[c] + b0), accs[c]);
@@ -231,7 +241,8 @@ struct LegacyRows {
                 const int k = nblk - 1;
                 const __m256i q = T::one(wb + k * T::kBytes);
                 for (int c = 0; c < C; ++c) {
-                    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab[c] + k * 32));
+                    const __m256i a =
+                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab[c] + k * 32));
                     const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, a);
                     acc0[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_zextsi256_si512(p)),
                                               _mm512_set1_ps(sc[c][k]), acc0[c]);
@@ -289,8 +300,8 @@ struct BF16W {
 template <class T>
 struct FloatRows {
     template <int C>
-    static void run(int64_t K, const uint8_t* w, int64_t ws, int64_t N,
-                    const uint8_t* const* act, float* y, int64_t ldy) {
+    static void run(int64_t K, const uint8_t* w, int64_t ws, int64_t N, const uint8_t* const* act,
+                    float* y, int64_t ldy) {
         const float* x[C];
         for (int c = 0; c < C; ++c) x[c] = reinterpret_cast<const float*>(act[c]);
         for (int64_t n = 0; n < N; ++n) {
@@ -307,12 +318,14 @@ struct FloatRows {
                 }
             }
             for (; k < K; k += 16) {
-                const __mmask16 m = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1);
+                const __mmask16 m =
+                    K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1);
                 const __m512 w0 = T::loadm(wr, k, m);
                 for (int c = 0; c < C; ++c)
                     acc0[c] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m, x[c] + k), acc0[c]);
             }
-            for (int c = 0; c < C; ++c) y[c * ldy + n] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[c], acc1[c]));
+            for (int c = 0; c < C; ++c)
+                y[c * ldy + n] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[c], acc1[c]));
         }
     }
 };
@@ -326,8 +339,8 @@ template <class R>
 struct Kern {
     static void gemm(int64_t K, const uint8_t* w, int64_t ws, int64_t N, const uint8_t* act,
                      int64_t as, int64_t C, float* y, int64_t ldy) {
-        static const RowsFn fns[4] = {R::template run<1>, R::template run<2>,
-                                      R::template run<3>, R::template run<4>};
+        static const RowsFn fns[4] = {R::template run<1>, R::template run<2>, R::template run<3>,
+                                      R::template run<4>};
         for (int64_t c0 = 0; c0 < C; c0 += 4) {
             const int cn = C - c0 < 4 ? (int)(C - c0) : 4;
             const uint8_t* ap[4];
@@ -349,15 +362,24 @@ const QDotKernels kTable = {Kern<R>::vec_dot, Kern<R>::gemm};
 
 const QDotKernels* qdot_kernels(QType t) {
     switch (t) {
-    case QType::F32: return &kTable<FloatRows<F32W>>;
-    case QType::F16: return &kTable<FloatRows<F16W>>;
-    case QType::BF16: return &kTable<FloatRows<BF16W>>;
-    case QType::Q4_0: return &kTable<LegacyRows<Q4_0>>;
-    case QType::Q4_1: return &kTable<LegacyRows<Q4_1>>;
-    case QType::Q5_0: return &kTable<LegacyRows<Q5_0>>;
-    case QType::Q5_1: return &kTable<LegacyRows<Q5_1>>;
-    case QType::Q8_0: return &kTable<LegacyRows<Q8_0>>;
-    default: return qdot_kernels_k(t);
+        case QType::F32:
+            return &kTable<FloatRows<F32W>>;
+        case QType::F16:
+            return &kTable<FloatRows<F16W>>;
+        case QType::BF16:
+            return &kTable<FloatRows<BF16W>>;
+        case QType::Q4_0:
+            return &kTable<LegacyRows<Q4_0>>;
+        case QType::Q4_1:
+            return &kTable<LegacyRows<Q4_1>>;
+        case QType::Q5_0:
+            return &kTable<LegacyRows<Q5_0>>;
+        case QType::Q5_1:
+            return &kTable<LegacyRows<Q5_1>>;
+        case QType::Q8_0:
+            return &kTable<LegacyRows<Q8_0>>;
+        default:
+            return qdot_kernels_k(t);
     }
 }
 

@@ -23,7 +23,8 @@ namespace {
 static inline void prefetch_ahead(const uint8_t* row, int64_t ws) {
     if (ws <= 0) return;
     const uint8_t* p = row + (ws >= 1024 ? ws : (1024 / ws + 1) * ws);
-    for (int64_t off = 0; off < ws; off += 64) _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
+    for (int64_t off = 0; off < ws; off += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
 }
 
 static inline float hsum_ps(__m256 v) {
@@ -49,7 +50,9 @@ static inline __m256i ld256(const void* p) {
     return _mm256_loadu_si256(static_cast<const __m256i*>(p));
 }
 
-static inline __m256i srl16(__m256i v, int n) { return _mm256_srl_epi16(v, _mm_cvtsi32_si128(n)); }
+static inline __m256i srl16(__m256i v, int n) {
+    return _mm256_srl_epi16(v, _mm_cvtsi32_si128(n));
+}
 
 // Per super-block: int16 scales per 16 weights as two 128-bit halves broadcast to both lanes
 // (sc_lo = sub-blocks 0..7, sc_hi = 8..15), int16 mins/offsets per 16 weights, float scales.
@@ -119,8 +122,8 @@ struct Q3K {
         const uint32_t s1 = (a1 & 0x0F0F0F0F) | (((a2 >> 2) & 0x03030303) << 4);
         const uint32_t s2 = ((a0 >> 4) & 0x0F0F0F0F) | (((a2 >> 4) & 0x03030303) << 4);
         const uint32_t s3 = ((a1 >> 4) & 0x0F0F0F0F) | (((a2 >> 6) & 0x03030303) << 4);
-        const __m128i s6 = _mm_sub_epi8(_mm_set_epi32((int)s3, (int)s2, (int)s1, (int)s0),
-                                        _mm_set1_epi8(32));
+        const __m128i s6 =
+            _mm_sub_epi8(_mm_set_epi32((int)s3, (int)s2, (int)s1, (int)s0), _mm_set1_epi8(32));
         const __m256i sc16 = _mm256_cvtepi8_epi16(s6);
         KSb S;
         set_scales(&S, sc16);
@@ -131,8 +134,8 @@ struct Q3K {
     }
     static inline __m256i quants(const uint8_t* b, int i) {  // low 2 bits + 4 * hmask bit i
         const block_q3_K* x = reinterpret_cast<const block_q3_K*>(b);
-        const __m256i lo = _mm256_and_si256(srl16(ld256(x->qs + 32 * (i >> 2)), 2 * (i & 3)),
-                                            _mm256_set1_epi8(3));
+        const __m256i lo =
+            _mm256_and_si256(srl16(ld256(x->qs + 32 * (i >> 2)), 2 * (i & 3)), _mm256_set1_epi8(3));
         const __m256i h = _mm256_and_si256(srl16(ld256(x->hmask), i), _mm256_set1_epi8(1));
         return _mm256_or_si256(lo, _mm256_slli_epi16(h, 2));
     }
@@ -193,7 +196,8 @@ struct Q6K {
         const int n = i >> 2, g = i & 3;
         const __m256i v = ld256(x->ql + 64 * n + 32 * (g & 1));
         const __m256i lo = _mm256_and_si256(srl16(v, 4 * (g >> 1)), _mm256_set1_epi8(0x0F));
-        const __m256i h = _mm256_and_si256(srl16(ld256(x->qh + 32 * n), 2 * g), _mm256_set1_epi8(3));
+        const __m256i h =
+            _mm256_and_si256(srl16(ld256(x->qh + 32 * n), 2 * g), _mm256_set1_epi8(3));
         return _mm256_or_si256(lo, _mm256_slli_epi16(h, 4));
     }
 };
@@ -232,10 +236,10 @@ struct KRows {
                         acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(isum[c], m)),
                                                  _mm256_mul_ps(dv, dx), acc[c]);
                     } else {
-                        acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]),
-                                                 _mm256_mul_ps(dv, dx), acc[c]);
-                        acc[c] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(m), _mm256_mul_ps(mv, dx),
-                                                  acc[c]);
+                        acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_mul_ps(dv, dx),
+                                                 acc[c]);
+                        acc[c] =
+                            _mm256_fnmadd_ps(_mm256_cvtepi32_ps(m), _mm256_mul_ps(mv, dx), acc[c]);
                     }
                 }
             }
@@ -251,8 +255,8 @@ template <class R>
 struct Kern {
     static void gemm(int64_t K, const uint8_t* w, int64_t ws, int64_t N, const uint8_t* act,
                      int64_t as, int64_t C, float* y, int64_t ldy) {
-        static const RowsFn fns[4] = {R::template run<1>, R::template run<2>,
-                                      R::template run<3>, R::template run<4>};
+        static const RowsFn fns[4] = {R::template run<1>, R::template run<2>, R::template run<3>,
+                                      R::template run<4>};
         for (int64_t c0 = 0; c0 < C; c0 += 4) {
             const int cn = C - c0 < 4 ? (int)(C - c0) : 4;
             const uint8_t* ap[4];
@@ -274,12 +278,18 @@ const QDotKernels kTable = {Kern<R>::vec_dot, Kern<R>::gemm};
 
 const QDotKernels* qdot_kernels_k(QType t) {
     switch (t) {
-    case QType::Q2_K: return &kTable<KRows<Q2K>>;
-    case QType::Q3_K: return &kTable<KRows<Q3K>>;
-    case QType::Q4_K: return &kTable<KRows<Q4K>>;
-    case QType::Q5_K: return &kTable<KRows<Q5K>>;
-    case QType::Q6_K: return &kTable<KRows<Q6K>>;
-    default: return nullptr;
+        case QType::Q2_K:
+            return &kTable<KRows<Q2K>>;
+        case QType::Q3_K:
+            return &kTable<KRows<Q3K>>;
+        case QType::Q4_K:
+            return &kTable<KRows<Q4K>>;
+        case QType::Q5_K:
+            return &kTable<KRows<Q5K>>;
+        case QType::Q6_K:
+            return &kTable<KRows<Q6K>>;
+        default:
+            return nullptr;
     }
 }
 

@@ -29,7 +29,8 @@ namespace {
 static inline void prefetch_ahead(const uint8_t* row, int64_t ws) {
     if (ws <= 0) return;
     const uint8_t* p = row + (ws >= 1024 ? ws : (1024 / ws + 1) * ws);
-    for (int64_t off = 0; off < ws; off += 64) _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
+    for (int64_t off = 0; off < ws; off += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
 }
 
 static inline uint32_t rd32(const uint8_t* p) {
@@ -56,13 +57,16 @@ struct KSb {
 
 // d (and dmin) of n <= 8 super-blocks in one gather: the dword at byte `off` of each block holds
 // fp16 d in its low half and dmin in its high half, or (dhigh) d in its high half.
-static inline void gather_d(const uint8_t* blk, int ts, int off, bool dhigh, int n, float* d, float* dmin) {
-    const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(ts));
-    const __m256i v = _mm256_mmask_i32gather_epi32(_mm256_setzero_si256(), (__mmask8)((1u << n) - 1), idx,
-                                                   blk + off, 1);
+static inline void gather_d(const uint8_t* blk, int ts, int off, bool dhigh, int n, float* d,
+                            float* dmin) {
+    const __m256i idx =
+        _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(ts));
+    const __m256i v = _mm256_mmask_i32gather_epi32(_mm256_setzero_si256(),
+                                                   (__mmask8)((1u << n) - 1), idx, blk + off, 1);
     const __m256i hi = _mm256_srli_epi32(v, 16);
     const __m256i lo = dhigh ? hi : _mm256_and_si256(v, _mm256_set1_epi32(0xFFFF));
-    const __m256i h = _mm256_permute4x64_epi64(_mm256_packus_epi32(lo, hi), 0xD8);  // [d x8 | dmin x8]
+    const __m256i h =
+        _mm256_permute4x64_epi64(_mm256_packus_epi32(lo, hi), 0xD8);  // [d x8 | dmin x8]
     _mm256_store_ps(d, _mm256_cvtph_ps(_mm256_castsi256_si128(h)));
     _mm256_store_ps(dmin, _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)));
 }
@@ -96,7 +100,8 @@ static inline KSb prepare_k4(const uint8_t* s) {
     const uint64_t sc = (uint64_t)(u0 & 0x3F3F3F3F) |
                         (uint64_t)((u2 & 0x0F0F0F0F) | (((u0 >> 6) & 0x03030303) << 4)) << 32;
     const uint64_t mn = (uint64_t)(u1 & 0x3F3F3F3F) |
-                        (uint64_t)(((u2 >> 4) & 0x0F0F0F0F) | (((u1 >> 6) & 0x03030303) << 4)) << 32;
+                        (uint64_t)(((u2 >> 4) & 0x0F0F0F0F) | (((u1 >> 6) & 0x03030303) << 4))
+                            << 32;
     KSb S;
     S.sc = _mm512_zextsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc)));
     const __m256i dup = _mm256_setr_epi16(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
@@ -123,8 +128,9 @@ struct Q2K {
     static inline __m512i quants(const uint8_t* b, int i) {
         const block_q2_K* x = reinterpret_cast<const block_q2_K*>(b);
         const int j = 2 * (i & 1);
-        return _mm512_and_si512(_mm512_srlv_epi64(bcast256(x->qs + 32 * (i >> 1)), counts(2 * j, 2 * j + 2)),
-                                _mm512_set1_epi8(3));
+        return _mm512_and_si512(
+            _mm512_srlv_epi64(bcast256(x->qs + 32 * (i >> 1)), counts(2 * j, 2 * j + 2)),
+            _mm512_set1_epi8(3));
     }
 };
 
@@ -140,15 +146,16 @@ struct Q3K {
         const uint32_t s1 = (a1 & 0x0F0F0F0F) | (((a2 >> 2) & 0x03030303) << 4);
         const uint32_t s2 = ((a0 >> 4) & 0x0F0F0F0F) | (((a2 >> 4) & 0x03030303) << 4);
         const uint32_t s3 = ((a1 >> 4) & 0x0F0F0F0F) | (((a2 >> 6) & 0x03030303) << 4);
-        const __m128i s6 = _mm_sub_epi8(_mm_set_epi32((int)s3, (int)s2, (int)s1, (int)s0),
-                                        _mm_set1_epi8(32));
+        const __m128i s6 =
+            _mm_sub_epi8(_mm_set_epi32((int)s3, (int)s2, (int)s1, (int)s0), _mm_set1_epi8(32));
         const __m256i sc16 = _mm256_cvtepi8_epi16(s6);
         KSb S;
         S.sc = _mm512_zextsi256_si512(sc16);
         S.mins16 = _mm256_slli_epi16(sc16, 2);
         return S;
     }
-    static inline __m512i quants(const uint8_t* b, int i) {  // low 2 bits + 4 * hmask bit (2i, 2i+1)
+    static inline __m512i quants(const uint8_t* b,
+                                 int i) {  // low 2 bits + 4 * hmask bit (2i, 2i+1)
         const block_q3_K* x = reinterpret_cast<const block_q3_K*>(b);
         const int j = 2 * (i & 1);
         const __m512i lo = _mm512_and_si512(
@@ -180,8 +187,8 @@ struct Q5K {
     static inline KSb prepare(const uint8_t* b) { return prepare_k4(b + 4); }
     static inline __m512i quants(const uint8_t* b, int i) {  // nibbles + 16 * qh bit (2i, 2i+1)
         const block_q5_K* x = reinterpret_cast<const block_q5_K*>(b);
-        const __m512i lo = _mm512_and_si512(_mm512_srlv_epi64(bcast256(x->qs + 32 * i), counts(0, 4)),
-                                            _mm512_set1_epi8(0x0F));
+        const __m512i lo = _mm512_and_si512(
+            _mm512_srlv_epi64(bcast256(x->qs + 32 * i), counts(0, 4)), _mm512_set1_epi8(0x0F));
         const __m512i bit = _mm512_sllv_epi64(_mm512_set1_epi8(1), counts(2 * i, 2 * i + 1));
         const __mmask64 h = _mm512_test_epi8_mask(bcast256(x->qh), bit);
         return _mm512_mask_add_epi8(lo, h, lo, _mm512_set1_epi8(16));
@@ -210,7 +217,8 @@ struct Q6K {
         const __m512i l = _mm512_loadu_si512(x->ql + 64 * n);
         const __m512i h = bcast256(x->qh + 32 * n);
         const __m512i lo = (i & 1) ? _mm512_srli_epi16(l, 4) : l;
-        const __m512i hb = (i & 1) ? _mm512_srlv_epi64(h, counts(0, 2)) : _mm512_sllv_epi64(h, counts(4, 2));
+        const __m512i hb =
+            (i & 1) ? _mm512_srlv_epi64(h, counts(0, 2)) : _mm512_sllv_epi64(h, counts(4, 2));
         // bits 0-3 from lo, 4-7 from hb (0xE4: c ? a : b), then keep 6 bits
         const __m512i v = _mm512_ternarylogic_epi32(lo, hb, _mm512_set1_epi8(0x0F), 0xE4);
         return _mm512_and_si512(v, _mm512_set1_epi8(0x3F));
@@ -220,8 +228,8 @@ struct Q6K {
 template <class T>
 struct KRows {
     template <int C>
-    static void run(int64_t K, const uint8_t* w, int64_t ws, int64_t N,
-                    const uint8_t* const* act, float* y, int64_t ldy) {
+    static void run(int64_t K, const uint8_t* w, int64_t ws, int64_t N, const uint8_t* const* act,
+                    float* y, int64_t ldy) {
         const int64_t nsb = K / QK_K;
         const block_q8_K* a[C];
         for (int c = 0; c < C; ++c) a[c] = reinterpret_cast<const block_q8_K*>(act[c]);
@@ -233,37 +241,45 @@ struct KRows {
             __m512 acc[C];
             for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
             for (int64_t sb0 = 0; sb0 < nsb; sb0 += 8) {
-              const int nj = nsb - sb0 < 8 ? (int)(nsb - sb0) : 8;
-              gather_d(wr + sb0 * T::kBytes, T::kBytes, T::kDOff, T::kDHigh, nj, dd, dm);
-              for (int j = 0; j < nj; ++j) {
-                const int64_t sb = sb0 + j;
-                const uint8_t* blk = wr + sb * T::kBytes;
-                const __m512 dv = _mm512_set1_ps(dd[j]), mv = _mm512_set1_ps(dm[j]);
-                const KSb S = T::prepare(blk);
-                const __m512i s0 = pair_scales(S, 0, T::kPer32), s1 = pair_scales(S, 1, T::kPer32);
-                const __m512i q0 = T::quants(blk, 0), q1 = T::quants(blk, 1);
-                const __m512i q2 = T::quants(blk, 2), q3 = T::quants(blk, 3);
-                for (int c = 0; c < C; ++c) {
-                    const int8_t* aq = a[c][sb].qs;
-                    const __m512i d0 = _mm512_dpbusd_epi32(zero, q0, _mm512_loadu_si512(aq));
-                    const __m512i d1 = _mm512_dpbusd_epi32(zero, q1, _mm512_loadu_si512(aq + 64));
-                    const __m512i d2 = _mm512_dpbusd_epi32(zero, q2, _mm512_loadu_si512(aq + 128));
-                    const __m512i d3 = _mm512_dpbusd_epi32(zero, q3, _mm512_loadu_si512(aq + 192));
-                    // |D lanes| <= 4 * 63 * 127 < 32768: the int16 pack is exact
-                    __m512i is = _mm512_dpwssd_epi32(zero, _mm512_packs_epi32(d0, d1), s0);
-                    is = _mm512_dpwssd_epi32(is, _mm512_packs_epi32(d2, d3), s1);
-                    const __m256i m = _mm256_madd_epi16(
-                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[c][sb].bsums)), S.mins16);
-                    __m512 t;
-                    if (T::kOffset) {
-                        t = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(is, _mm512_zextsi256_si512(m))), dv);
-                    } else {
-                        t = _mm512_mul_ps(_mm512_cvtepi32_ps(is), dv);
-                        t = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(_mm512_zextsi256_si512(m)), mv, t);
+                const int nj = nsb - sb0 < 8 ? (int)(nsb - sb0) : 8;
+                gather_d(wr + sb0 * T::kBytes, T::kBytes, T::kDOff, T::kDHigh, nj, dd, dm);
+                for (int j = 0; j < nj; ++j) {
+                    const int64_t sb = sb0 + j;
+                    const uint8_t* blk = wr + sb * T::kBytes;
+                    const __m512 dv = _mm512_set1_ps(dd[j]), mv = _mm512_set1_ps(dm[j]);
+                    const KSb S = T::prepare(blk);
+                    const __m512i s0 = pair_scales(S, 0, T::kPer32),
+                                  s1 = pair_scales(S, 1, T::kPer32);
+                    const __m512i q0 = T::quants(blk, 0), q1 = T::quants(blk, 1);
+                    const __m512i q2 = T::quants(blk, 2), q3 = T::quants(blk, 3);
+                    for (int c = 0; c < C; ++c) {
+                        const int8_t* aq = a[c][sb].qs;
+                        const __m512i d0 = _mm512_dpbusd_epi32(zero, q0, _mm512_loadu_si512(aq));
+                        const __m512i d1 =
+                            _mm512_dpbusd_epi32(zero, q1, _mm512_loadu_si512(aq + 64));
+                        const __m512i d2 =
+                            _mm512_dpbusd_epi32(zero, q2, _mm512_loadu_si512(aq + 128));
+                        const __m512i d3 =
+                            _mm512_dpbusd_epi32(zero, q3, _mm512_loadu_si512(aq + 192));
+                        // |D lanes| <= 4 * 63 * 127 < 32768: the int16 pack is exact
+                        __m512i is = _mm512_dpwssd_epi32(zero, _mm512_packs_epi32(d0, d1), s0);
+                        is = _mm512_dpwssd_epi32(is, _mm512_packs_epi32(d2, d3), s1);
+                        const __m256i m = _mm256_madd_epi16(
+                            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[c][sb].bsums)),
+                            S.mins16);
+                        __m512 t;
+                        if (T::kOffset) {
+                            t = _mm512_mul_ps(
+                                _mm512_cvtepi32_ps(_mm512_sub_epi32(is, _mm512_zextsi256_si512(m))),
+                                dv);
+                        } else {
+                            t = _mm512_mul_ps(_mm512_cvtepi32_ps(is), dv);
+                            t = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(_mm512_zextsi256_si512(m)), mv,
+                                                 t);
+                        }
+                        acc[c] = _mm512_fmadd_ps(t, _mm512_set1_ps(a[c][sb].d), acc[c]);
                     }
-                    acc[c] = _mm512_fmadd_ps(t, _mm512_set1_ps(a[c][sb].d), acc[c]);
                 }
-              }
             }
             for (int c = 0; c < C; ++c) y[c * ldy + n] = _mm512_reduce_add_ps(acc[c]);
         }
@@ -277,8 +293,8 @@ template <class R>
 struct Kern {
     static void gemm(int64_t K, const uint8_t* w, int64_t ws, int64_t N, const uint8_t* act,
                      int64_t as, int64_t C, float* y, int64_t ldy) {
-        static const RowsFn fns[4] = {R::template run<1>, R::template run<2>,
-                                      R::template run<3>, R::template run<4>};
+        static const RowsFn fns[4] = {R::template run<1>, R::template run<2>, R::template run<3>,
+                                      R::template run<4>};
         for (int64_t c0 = 0; c0 < C; c0 += 4) {
             const int cn = C - c0 < 4 ? (int)(C - c0) : 4;
             const uint8_t* ap[4];
@@ -300,12 +316,18 @@ const QDotKernels kTable = {Kern<R>::vec_dot, Kern<R>::gemm};
 
 const QDotKernels* qdot_kernels_k(QType t) {
     switch (t) {
-    case QType::Q2_K: return &kTable<KRows<Q2K>>;
-    case QType::Q3_K: return &kTable<KRows<Q3K>>;
-    case QType::Q4_K: return &kTable<KRows<Q4K>>;
-    case QType::Q5_K: return &kTable<KRows<Q5K>>;
-    case QType::Q6_K: return &kTable<KRows<Q6K>>;
-    default: return nullptr;
+        case QType::Q2_K:
+            return &kTable<KRows<Q2K>>;
+        case QType::Q3_K:
+            return &kTable<KRows<Q3K>>;
+        case QType::Q4_K:
+            return &kTable<KRows<Q4K>>;
+        case QType::Q5_K:
+            return &kTable<KRows<Q5K>>;
+        case QType::Q6_K:
+            return &kTable<KRows<Q6K>>;
+        default:
+            return nullptr;
     }
 }
 

@@ -176,7 +176,8 @@ void dec_q5_K(const uint8_t* b, KDec* k) {
     for (int j = 0; j < 4; ++j)
         for (int l = 0; l < 32; ++l) {
             k->q[64 * j + l] = (x->qs[32 * j + l] & 0x0F) | (((x->qh[l] >> (2 * j)) & 1) << 4);
-            k->q[64 * j + 32 + l] = (x->qs[32 * j + l] >> 4) | (((x->qh[l] >> (2 * j + 1)) & 1) << 4);
+            k->q[64 * j + 32 + l] =
+                (x->qs[32 * j + l] >> 4) | (((x->qh[l] >> (2 * j + 1)) & 1) << 4);
         }
     k->d = h2f(b);
     k->dmin = h2f(b + 2);
@@ -323,20 +324,34 @@ void quantize_act_q8k(const float* x, int64_t K, void* row) {
 
 const QDotKernels* qdot_kernels(QType t) {
     switch (t) {
-    case QType::F32: return &kF32;
-    case QType::F16: return &kF16;
-    case QType::BF16: return &kBF16;
-    case QType::Q4_0: return &kQ4_0;
-    case QType::Q4_1: return &kQ4_1;
-    case QType::Q5_0: return &kQ5_0;
-    case QType::Q5_1: return &kQ5_1;
-    case QType::Q8_0: return &kQ8_0;
-    case QType::Q2_K: return &kQ2_K;
-    case QType::Q3_K: return &kQ3_K;
-    case QType::Q4_K: return &kQ4_K;
-    case QType::Q5_K: return &kQ5_K;
-    case QType::Q6_K: return &kQ6_K;
-    default: return nullptr;
+        case QType::F32:
+            return &kF32;
+        case QType::F16:
+            return &kF16;
+        case QType::BF16:
+            return &kBF16;
+        case QType::Q4_0:
+            return &kQ4_0;
+        case QType::Q4_1:
+            return &kQ4_1;
+        case QType::Q5_0:
+            return &kQ5_0;
+        case QType::Q5_1:
+            return &kQ5_1;
+        case QType::Q8_0:
+            return &kQ8_0;
+        case QType::Q2_K:
+            return &kQ2_K;
+        case QType::Q3_K:
+            return &kQ3_K;
+        case QType::Q4_K:
+            return &kQ4_K;
+        case QType::Q5_K:
+            return &kQ5_K;
+        case QType::Q6_K:
+            return &kQ6_K;
+        default:
+            return nullptr;
     }
 }
 

@@ -34,6 +34,7 @@ thread_local Scratch t_scratch;
 constexpr int kGroup = 4;                   // activation rows per pass over a weight row
 constexpr int64_t kWeightChunk = 96 << 10;  // bytes of W per work item (stays in L2)
 constexpr int64_t kActChunk = 256 << 10;    // bytes of activations per work item
+constexpr int64_t kMinWork = 16 << 10;      // weight bytes (x row groups) worth waking a thread
 
 }  // namespace
 
@@ -42,8 +43,7 @@ int64_t qrow_bytes(QType wt, int64_t K) {
     return K / info->block_size * info->type_size;
 }
 
-void qmatmul_quantize(const float* x, int64_t M, int64_t K, QType wt, uint8_t* act,
-                      int nthreads) {
+void qmatmul_quantize(const float* x, int64_t M, int64_t K, QType wt, uint8_t* act, int nthreads) {
     const ActFormat f = act_format(wt);
     const int64_t stride = act_row_bytes(f, K);
     const int64_t grain = K >= 16384 ? 1 : 16384 / K;  // ~16k values per task
@@ -59,6 +59,9 @@ void qmatmul_preq(const uint8_t* act, int64_t act_stride, int64_t M, const void*
     const int64_t wrow = qrow_bytes(wt, K);
     const uint8_t* wb = static_cast<const uint8_t*>(w);
     if (nthreads <= 0) nthreads = default_threads();
+    // Small products (decode of a narrow matrix) finish before a worker would wake up.
+    const int64_t work = N * wrow * ((M + kGroup - 1) / kGroup);
+    if (work / kMinWork < nthreads) nthreads = work / kMinWork > 1 ? (int)(work / kMinWork) : 1;
 
     // M chunk: a multiple of the group size whose activations fit kActChunk.
     int64_t mc = M;
@@ -92,8 +95,7 @@ void qmatmul(const float* x, int64_t M, const void* w, QType wt, int64_t N, int6
     if (M <= 0 || N <= 0) return;
     const ActFormat f = act_format(wt);
     if (f == ActFormat::F32) {  // float weights: the kernels read x directly
-        qmatmul_preq(reinterpret_cast<const uint8_t*>(x), K * 4, M, w, wt, N, K, y, ldy,
-                     nthreads);
+        qmatmul_preq(reinterpret_cast<const uint8_t*>(x), K * 4, M, w, wt, N, K, y, ldy, nthreads);
         return;
     }
     const int64_t stride = act_row_bytes(f, K);

@@ -23,8 +23,7 @@ void qmatmul(const float* x, int64_t M, const void* w, QType wt, int64_t N, int6
 
 // Quantize x [M, K] for weight type wt into act [M, act_row_bytes(act_format(wt), K)].
 // Lets a caller reuse one quantized x for several matrices (q/k/v, gate/up).
-void qmatmul_quantize(const float* x, int64_t M, int64_t K, QType wt, uint8_t* act,
-                      int nthreads);
+void qmatmul_quantize(const float* x, int64_t M, int64_t K, QType wt, uint8_t* act, int nthreads);
 
 // y = act @ W^T for activations already quantized by qmatmul_quantize (act_stride in bytes).
 void qmatmul_preq(const uint8_t* act, int64_t act_stride, int64_t M, const void* w, QType wt,
