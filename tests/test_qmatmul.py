@@ -136,6 +136,29 @@ def test_small_k(isa, name, k):
     check(pylm.ops.qmatmul(x, raw, name, (5, k)), x, raw, name, 5, k, isa)
 
 
+@pytest.mark.parametrize("name", LEGACY + KQUANTS + FLOATS)
+def test_vec_dot_kernel(isa, name):
+    """The per-type vec_dot of the kernel table equals the matching qmatmul row."""
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    k = K_OF[family(name)]
+    raw = random_weights(name, 3, k, rng)
+    x = rng.standard_normal(k).astype(np.float32)
+    y = pylm.ops.qmatvec(x, raw, name, (3, k))
+    scale = norms(x[None], dequant(raw, name, 3))[0]
+    for n in range(3):
+        assert abs(_core._vec_dot(x, raw[n], name) - y[n]) <= 1e-6 * scale[n] + 1e-7
+
+
+def test_long_rows(isa):
+    """K = 32 * 2049 blocks: more block scales than one conversion batch (AVX-512 legacy)."""
+    rng = np.random.default_rng(8)
+    k = 32 * 2049
+    for name in ("Q4_1", "Q8_0"):
+        raw = random_weights(name, 3, k, rng)
+        x = rng.standard_normal((2, k)).astype(np.float32)
+        check(pylm.ops.qmatmul(x, raw, name, (3, k)), x, raw, name, 3, k, isa)
+
+
 def test_zero_and_tie_activations(isa):
     """Zero blocks (d = 0) and values exactly halfway between steps."""
     k = 128

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "bindings/bindings.h"
 #include "bindings/common.h"
@@ -93,6 +94,23 @@ py::array_t<uint8_t> quantize_act_py(const py::handle& x_obj, const py::handle& 
     return out;
 }
 
+// One row through the per-type vec_dot of the active ISA (tests the kernel table directly).
+float vec_dot_py(const py::handle& x_obj, const py::handle& w_obj, const py::handle& qtype) {
+    const QTypeInfo* info = resolve_qtype(qtype);
+    auto x = as_f32(x_obj, "vec_dot: x");
+    check_ndim(x, 1, "vec_dot: x");
+    auto w = as_u8(w_obj, "vec_dot: w_row");
+    const int64_t K = x.shape(0);
+    if (K % info->block_size != 0 || (int64_t)w.nbytes() != qrow_bytes(info->type, K))
+        throw std::invalid_argument("vec_dot: w_row / x size mismatch for " +
+                                    std::string(info->name));
+    const ActFormat f = act_format(info->type);
+    std::vector<uint8_t> act((size_t)act_row_bytes(f, K) + 64);
+    uint8_t* row = act.data() + (64 - reinterpret_cast<uintptr_t>(act.data()) % 64) % 64;
+    quantize_act(f, x.data(), K, row);
+    return qdot_kernels(info->type)->vec_dot(K, w.data(), row);
+}
+
 }  // namespace
 
 void bind_qmatmul(py::module_& m) {
@@ -101,6 +119,8 @@ void bind_qmatmul(py::module_& m) {
           "y [M, N] = x [M, K] @ W^T, W given as the raw GGUF bytes of an (N, K) matrix.");
     m.def("_quantize_act", &quantize_act_py, py::arg("x"), py::arg("qtype"),
           "The activation rows qmatmul builds for weight type qtype (Q8S / Q8K bytes).");
+    m.def("_vec_dot", &vec_dot_py, py::arg("x"), py::arg("w_row"), py::arg("qtype"),
+          "dot(W row, x) through the active ISA's vec_dot kernel.");
 }
 
 }  // namespace pylm
