@@ -21,11 +21,11 @@ namespace avx2 {
 
 namespace {
 
-// Software prefetch of the row about 1 KiB (whole rows) ahead: a lone core streaming W from
+// Software prefetch of the row about 8 KiB (whole rows) ahead: a lone core streaming W from
 // DRAM otherwise stalls between the hardware prefetcher's requests (matvec is memory bound).
 static inline void prefetch_ahead(const uint8_t* row, int64_t ws) {
     if (ws <= 0) return;
-    const uint8_t* p = row + (ws >= 1024 ? ws : (1024 / ws + 1) * ws);
+    const uint8_t* p = row + (ws >= 8192 ? ws : (8192 / ws + 1) * ws);
     for (int64_t off = 0; off < ws; off += 64)
         _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
 }

@@ -24,11 +24,11 @@ namespace avx512 {
 
 namespace {
 
-// Software prefetch of the row about 1 KiB (whole rows) ahead: a lone core streaming W from
+// Software prefetch of the row about 8 KiB (whole rows) ahead: a lone core streaming W from
 // DRAM otherwise stalls between the hardware prefetcher's requests (matvec is memory bound).
 static inline void prefetch_ahead(const uint8_t* row, int64_t ws) {
     if (ws <= 0) return;
-    const uint8_t* p = row + (ws >= 1024 ? ws : (1024 / ws + 1) * ws);
+    const uint8_t* p = row + (ws >= 8192 ? ws : (8192 / ws + 1) * ws);
     for (int64_t off = 0; off < ws; off += 64)
         _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
 }
@@ -149,7 +149,7 @@ struct Q8_0 {  // signed weights shifted to unsigned: u = w + 128, zero point -1
     }
 };
 
-// y[c * ldy + n] = dot(W row n, act row c) for c < C (C <= 4), n < N.
+// y[c * ldy + n] = dot(W row n, act row c) for c < C (C <= 8), n < N.
 // The fp16 scales of many rows are converted first, 16 blocks per gather across row boundaries
 // (the rows of a chunk are contiguous), into dbuf / cbuf. Blocks then go in groups of 16: one
 // multiply by the activation scales per row (kept in sc[][], re-read by the pair step with a
@@ -339,13 +339,17 @@ template <class R>
 struct Kern {
     static void gemm(int64_t K, const uint8_t* w, int64_t ws, int64_t N, const uint8_t* act,
                      int64_t as, int64_t C, float* y, int64_t ldy) {
-        static const RowsFn fns[4] = {R::template run<1>, R::template run<2>, R::template run<3>,
-                                      R::template run<4>};
-        for (int64_t c0 = 0; c0 < C; c0 += 4) {
-            const int cn = C - c0 < 4 ? (int)(C - c0) : 4;
-            const uint8_t* ap[4];
+        static const RowsFn fns[8] = {R::template run<1>, R::template run<2>,
+                                      R::template run<3>, R::template run<4>,
+                                      R::template run<4>, R::template run<4>,
+                                      R::template run<4>, R::template run<8>};
+        for (int64_t c0 = 0; c0 < C;) {  // groups of 8 activation rows, then 4, then the rest
+            const int64_t rem = C - c0;
+            const int cn = rem >= 8 ? 8 : rem >= 4 ? 4 : (int)rem;
+            const uint8_t* ap[8];
             for (int c = 0; c < cn; ++c) ap[c] = act + (c0 + c) * as;
             fns[cn - 1](K, w, ws, N, ap, y + c0 * ldy, ldy);
+            c0 += cn;
         }
     }
     static float vec_dot(int64_t K, const void* w, const void* act) {

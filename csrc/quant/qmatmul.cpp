@@ -31,7 +31,7 @@ struct Scratch {
 };
 thread_local Scratch t_scratch;
 
-constexpr int kGroup = 4;                   // activation rows per pass over a weight row
+constexpr int kGroup = 8;                   // activation rows per pass over a weight row (max)
 constexpr int64_t kWeightChunk = 96 << 10;  // bytes of W per work item (stays in L2)
 constexpr int64_t kActChunk = 256 << 10;    // bytes of activations per work item
 constexpr int64_t kMinWork = 16 << 10;      // weight bytes (x row groups) worth waking a thread
