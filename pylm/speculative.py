@@ -17,7 +17,8 @@ where p and q are one-hot: the output is the target's greedy output, token for t
 engine's batched and single-token logits agreeing on the argmax). Prompt lookup (Saxena 2023)
 proposes the continuation of the latest earlier occurrence of the context's last n-gram, with a
 one-hot q. Adaptive γ: +1 after a round where every proposal was accepted, -1 after a round
-that rejected more than half.
+that rejected more than half; and the draft stops proposing early when its top probability
+(temperature 1) falls below 0.5 (llama.cpp's --draft-p-min).
 """
 
 from __future__ import annotations
@@ -118,14 +119,14 @@ class DraftProposer:
 
     kind = "draft"
 
-    def __init__(self, draft, target, sampler: Sampler):
+    def __init__(self, draft, target, sampler: Sampler, p_min: float = 0.0):
         if draft.n_vocab != target.n_vocab:
             raise ValueError(f"draft n_vocab={draft.n_vocab} but target n_vocab={target.n_vocab}")
         dt = draft.metadata.get("tokenizer.ggml.tokens")
         tt = target.metadata.get("tokenizer.ggml.tokens")
         if dt is not None and tt is not None and list(dt) != list(tt):
             raise ValueError("draft and target vocabularies differ (tokenizer.ggml.tokens)")
-        self.model = draft
+        self.model, self.p_min = draft, p_min
         seed = sampler.params.seed
         rng = np.random.Generator(np.random.PCG64([seed, 1] if seed is not None else None))
         self.sampler = Sampler(sampler.params, draft.n_vocab, rng=rng)
@@ -141,10 +142,13 @@ class DraftProposer:
         gamma = min(gamma, self.model.n_ctx - len(hist) + 1)  # the draft sees hist + gamma - 1
         pending = hist[len(self.seq):]
         t0 = time.perf_counter()
-        for _ in range(gamma):
+        for i in range(gamma):
             logits = self.seq.feed(pending)
             stats.draft_calls += 1
-            q = self.sampler.dist(logits, hist + toks)
+            z = self.sampler.adjust(logits, hist + toks)
+            if i and self.p_min > 0 and 1.0 / np.exp(z - z.max()).sum() < self.p_min:
+                break  # the draft is unsure: its next guesses would likely be rejected
+            q = self.sampler.dist_adjusted(z)
             x = q.sample(self.sampler.rng)
             toks.append(x)
             qs.append(q)
@@ -154,8 +158,8 @@ class DraftProposer:
         return toks, qs
 
     def accept(self, n_accepted: int, gamma: int) -> None:
-        # The draft fed hist + toks[:γ-1]; keep hist + the accepted ones it has.
-        self.seq.truncate(self.n_hist + min(n_accepted, gamma - 1))
+        # The draft has seen hist + all proposals but the last; keep hist + the accepted ones.
+        self.seq.truncate(min(len(self.seq), self.n_hist + n_accepted))
 
     def close(self) -> None:
         if self.seq is not None:
@@ -193,7 +197,7 @@ def speculative_tokens(target, draft, ids: list[int], sampler: Sampler, stats, b
         proposer = NgramProposer(target.n_vocab)
         gamma = 8 if n_draft is None else n_draft
     else:
-        proposer = DraftProposer(draft, target, sampler)
+        proposer = DraftProposer(draft, target, sampler, p_min=0.5 if adaptive else 0.0)
         gamma = 4 if n_draft is None else n_draft
     if isinstance(gamma, bool) or not isinstance(gamma, (int, np.integer)) or gamma < 1:
         raise ValueError(f"n_draft must be an int >= 1, got {gamma!r}")
