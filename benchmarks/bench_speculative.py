@@ -12,7 +12,8 @@ Method (greedy, fixed γ, end-of-generation ignored so every run makes n tokens)
   assumes v = 1; a refined prediction divides by (γc + v) instead of (γc + 1);
 - α: accepted / examined proposals (examined: up to and including each round's first rejection);
 - n-gram prompt lookup on a prompt that asks to repeat a given text (c ≈ 0).
-Wall-clock times: on a shared machine run with -r 3 and read the medians.
+Wall-clock times by default; on a shared machine use -t 1 --clock cpu (this process's CPU time,
+which excludes time spent waiting for a core; exact only with one thread).
 """
 
 from __future__ import annotations
@@ -39,15 +40,18 @@ REPEAT_TEXT = (
 )
 
 
+CLOCK = time.perf_counter
+
+
 def step_time(m, n: int, width: int = 1) -> float:
     """Mean seconds of one forward of `width` tokens after a 32-token context."""
     seq = m.new_sequence()
     seq.feed(list(range(100, 132)))
     times = []
     for i in range(n):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         seq.feed([200 + (i + j) % 50 for j in range(width)], all_logits=width > 1)
-        times.append(time.perf_counter() - t0)
+        times.append(CLOCK() - t0)
         if width > 1:
             seq.truncate(32)
     seq.free()
@@ -55,7 +59,12 @@ def step_time(m, n: int, width: int = 1) -> float:
 
 
 def run(m, prompt, n, **kw):
+    """One generation. With the cpu clock, decode_s becomes the whole call's CPU seconds (the
+    short prompt's prefill included, for the baseline and speculation alike)."""
+    t0 = CLOCK()
     res = m.generate(prompt, max_tokens=n, ignore_eos=True, return_stats=True, **kw)
+    if CLOCK is not time.perf_counter:
+        res.stats.decode_s = CLOCK() - t0
     return res
 
 
@@ -69,7 +78,8 @@ def bench(args) -> dict:
     target = pylm.load(args.model, threads=args.threads, n_ctx=args.ctx)
     draft = pylm.load(args.draft, threads=args.threads, n_ctx=args.ctx) if args.draft else None
     out = {"target": str(target.path), "draft": str(draft.path) if draft else None,
-           "threads": target.threads, "isa": pylm.active_isa(), "n": args.n, "rows": []}
+           "threads": target.threads, "isa": pylm.active_isa(), "n": args.n, "clock": args.clock,
+           "rows": []}
     t_tgt = step_time(target, 16)
     out["target_step_s"] = t_tgt
     if draft is not None:
@@ -99,26 +109,29 @@ def bench(args) -> dict:
     cases = []
     if draft is not None:
         cases += [("draft", g, draft, prompts, base_tps, base_res) for g in args.gamma]
+        cases += [("draft+adaptive", max(args.gamma), draft, prompts, base_tps, base_res)]
     rep_tps, rep_res = median_tps([repeat_prompt])
     out["baseline_repeat_tps"] = rep_tps
     cases += [("ngram", g, "ngram", [repeat_prompt], rep_tps, rep_res) for g in args.ngram_gamma]
+    cases += [("ngram+adaptive", max(args.ngram_gamma), "ngram", [repeat_prompt], rep_tps, rep_res)]
     for kind, g, d, prompts_, ref_tps, ref_res in cases:
         v = step_time(target, 8, g + 1) / t_tgt
-        tps, res = median_tps(prompts_, draft=d, n_draft=g, adaptive_draft=False)
+        adaptive = kind.endswith("+adaptive")  # γ varies: the formula's rows use the start γ
+        tps, res = median_tps(prompts_, draft=d, n_draft=g, adaptive_draft=adaptive)
         same = all(a.token_ids == b.token_ids for a, b in zip(res, ref_res))
         acc = sum(r.stats.accepted for r in res)
         rej = sum(r.stats.rejected for r in res)
         alpha = acc / (acc + rej) if acc + rej else float("nan")
         calls = sum(r.stats.target_calls for r in res)
         tpc = sum(r.stats.generated_tokens - 1 for r in res) / calls
-        c = out.get("c", 0.0) if kind == "draft" else 0.0
+        c = out.get("c", 0.0) if kind.startswith("draft") else 0.0
         row = {"kind": kind, "gamma": g, "alpha": alpha, "tokens_per_target_call": tpc,
                "tokens_per_call_predicted": predicted(alpha, g, 0.0), "v": v, "tps": tps,
                "speedup": tps / ref_tps, "predicted": predicted(alpha, g, c),
                "predicted_refined": predicted(alpha, g, c, v), "identical_to_greedy": same}
         row["measured_over_predicted"] = row["speedup"] / row["predicted"]
         out["rows"].append(row)
-        print(f"{kind:5s} γ={g}: α={alpha:.3f} tok/call={tpc:.2f} (pred {row['tokens_per_call_predicted']:.2f}) "
+        print(f"{kind:14s} γ={g}: α={alpha:.3f} tok/call={tpc:.2f} (pred {row['tokens_per_call_predicted']:.2f}) "
               f"v={v:.2f} {tps:.1f} tok/s speedup {row['speedup']:.2f}x, predicted {row['predicted']:.2f}x "
               f"(refined {row['predicted_refined']:.2f}x), identical={same}", file=sys.stderr)
     return out
@@ -134,8 +147,11 @@ def main(argv=None) -> int:
     ap.add_argument("-r", "--reps", type=int, default=1)
     ap.add_argument("--gamma", type=int, nargs="+", default=[2, 4, 6])
     ap.add_argument("--ngram-gamma", type=int, nargs="+", default=[4, 8])
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     out = bench(args)
     if args.json:
         with open(args.json, "w") as f:

@@ -187,7 +187,7 @@ def plain_tokens(model, ids: list[int], sampler: Sampler, stats: GenerationStats
 
 
 def run(model, prompt, params: SamplingParams, add_special: bool | None, result: GenerationResult,
-        draft=None, n_draft: int | None = None, adaptive: bool = True) -> Iterator[str]:
+        draft=None, n_draft: int | None = None, adaptive: bool = False) -> Iterator[str]:
     """Generates text pieces for `prompt` (text or token ids), filling `result` as it goes."""
     if isinstance(prompt, str):
         ids = model.tokenize(prompt, add_special=add_special, parse_special=True)

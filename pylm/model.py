@@ -154,7 +154,7 @@ class Model:
                  stop: Seq[str] | str | None = None, seed: int | None = None,
                  add_special: bool | None = None, *, params: SamplingParams | None = None,
                  logprobs: int | None = None, return_stats: bool = False, draft=None,
-                 n_draft: int | None = None, adaptive_draft: bool = True, **sampling):
+                 n_draft: int | None = None, adaptive_draft: bool = False, **sampling):
         """Continue a prompt (text or token ids). Greedy unless temperature > 0.
 
         Args:
@@ -166,8 +166,9 @@ class Model:
             return_stats: return a `GenerationResult` (text, token_ids, finish_reason, logprobs,
                 stats) instead of the text. Implied by logprobs.
             draft: speculative decoding: a `Model` with the same vocabulary, or "ngram" (prompt
-                lookup); n_draft = tokens proposed per round (default 4, ngram 8), adapted
-                between 1 and 2 * n_draft unless adaptive_draft=False.
+                lookup); n_draft = tokens proposed per round (default 4, ngram 8);
+                adaptive_draft=True picks it per round in 1..2*n_draft from measured
+                acceptance and costs (pylm.speculative.GammaController).
         Returns:
             str, or GenerationResult (return_stats / logprobs), or TextStream (stream).
 

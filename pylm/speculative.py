@@ -16,9 +16,10 @@ Algorithm 1: the output follows the target's distribution exactly. Greedy decodi
 where p and q are one-hot: the output is the target's greedy output, token for token (up to the
 engine's batched and single-token logits agreeing on the argmax). Prompt lookup (Saxena 2023)
 proposes the continuation of the latest earlier occurrence of the context's last n-gram, with a
-one-hot q. Adaptive γ: +1 after a round where every proposal was accepted, -1 after a round
-that rejected more than half; and the draft stops proposing early when its top probability
-(temperature 1) falls below 0.5 (llama.cpp's --draft-p-min).
+one-hot q. Adaptive γ (`GammaController`): each round picks the γ that maximizes the expected
+tokens per second under Leviathan et al.'s model, from running estimates of α (it shrinks after
+rejections, grows after acceptances), of the draft's step time and of the target's verification
+time as a function of its width (a γ+1-token forward is not free on a CPU).
 """
 
 from __future__ import annotations
@@ -119,14 +120,14 @@ class DraftProposer:
 
     kind = "draft"
 
-    def __init__(self, draft, target, sampler: Sampler, p_min: float = 0.0):
+    def __init__(self, draft, target, sampler: Sampler):
         if draft.n_vocab != target.n_vocab:
             raise ValueError(f"draft n_vocab={draft.n_vocab} but target n_vocab={target.n_vocab}")
         dt = draft.metadata.get("tokenizer.ggml.tokens")
         tt = target.metadata.get("tokenizer.ggml.tokens")
         if dt is not None and tt is not None and list(dt) != list(tt):
             raise ValueError("draft and target vocabularies differ (tokenizer.ggml.tokens)")
-        self.model, self.p_min = draft, p_min
+        self.model = draft
         seed = sampler.params.seed
         rng = np.random.Generator(np.random.PCG64([seed, 1] if seed is not None else None))
         self.sampler = Sampler(sampler.params, draft.n_vocab, rng=rng)
@@ -142,13 +143,10 @@ class DraftProposer:
         gamma = min(gamma, self.model.n_ctx - len(hist) + 1)  # the draft sees hist + gamma - 1
         pending = hist[len(self.seq):]
         t0 = time.perf_counter()
-        for i in range(gamma):
+        for _ in range(gamma):
             logits = self.seq.feed(pending)
             stats.draft_calls += 1
-            z = self.sampler.adjust(logits, hist + toks)
-            if i and self.p_min > 0 and 1.0 / np.exp(z - z.max()).sum() < self.p_min:
-                break  # the draft is unsure: its next guesses would likely be rejected
-            q = self.sampler.dist_adjusted(z)
+            q = self.sampler.dist(logits, hist + toks)
             x = q.sample(self.sampler.rng)
             toks.append(x)
             qs.append(q)
@@ -165,6 +163,51 @@ class DraftProposer:
         if self.seq is not None:
             self.seq.free()
             self.seq = None
+
+
+class GammaController:
+    """Chooses γ per round: argmax over 1..gamma_max of E[tokens] / E[time], where
+    E[tokens] = (1 - α^(γ+1)) / (1 - α) and E[time] = γ t_draft + t_verify(γ + 1).
+
+    α: accepted / examined proposals with exponential forgetting (Laplace-smoothed);
+    t_draft: running mean seconds per draft step; t_verify(w): running mean per verification
+    width w, extrapolated linearly from the widths seen so far."""
+
+    def __init__(self, gamma: int, gamma_max: int, adaptive: bool, decay: float = 0.8):
+        self.gamma, self.gamma_max, self.adaptive, self.decay = gamma, gamma_max, adaptive, decay
+        self.acc = self.exam = 0.0
+        self.t_draft: float | None = None
+        self.t_verify: dict[int, float] = {}
+
+    def _ema(self, old: float | None, new: float) -> float:
+        return new if old is None else 0.7 * old + 0.3 * new
+
+    def update(self, n_acc: int, g: int, draft_s: float, draft_calls: int, verify_s: float) -> None:
+        if g:
+            self.acc = self.decay * self.acc + n_acc
+            self.exam = self.decay * self.exam + n_acc + (n_acc < g)
+        if draft_calls:
+            self.t_draft = self._ema(self.t_draft, draft_s / draft_calls)
+        self.t_verify[g + 1] = self._ema(self.t_verify.get(g + 1), verify_s)
+        if self.adaptive:
+            self.gamma = self.best()
+
+    def verify_time(self, width: int) -> float:
+        if width in self.t_verify:
+            return self.t_verify[width]
+        ws = sorted(self.t_verify)
+        if len(ws) == 1:  # one width seen: assume a forward's cost grows 10% per extra token
+            return self.t_verify[ws[0]] * (1 + 0.1 * (width - ws[0]))
+        lo, hi = (ws[0], ws[1]) if width < ws[0] else (ws[-2], ws[-1])
+        slope = max((self.t_verify[hi] - self.t_verify[lo]) / (hi - lo), 0.0)
+        return max(self.t_verify[lo] + slope * (width - lo), 1e-9)
+
+    def best(self) -> int:
+        alpha = min((self.acc + 1) / (self.exam + 2), 0.995)
+        td = self.t_draft or 0.0
+        rate = [(1 - alpha ** (g + 1)) / (1 - alpha) / (g * td + self.verify_time(g + 1))
+                for g in range(1, self.gamma_max + 1)]
+        return 1 + int(np.argmax(rate))
 
 
 class _LazyTargetDists:
@@ -189,7 +232,7 @@ class _LazyTargetDists:
 
 def speculative_tokens(target, draft, ids: list[int], sampler: Sampler, stats, budget: int,
                        k_logprobs: int | None, n_draft: int | None = None,
-                       adaptive: bool = True) -> Iterator[tuple[int, TokenLogprobs | None]]:
+                       adaptive: bool = False) -> Iterator[tuple[int, TokenLogprobs | None]]:
     """Token source for pylm.generation: speculative rounds until `budget` tokens."""
     if isinstance(draft, str):
         if draft != "ngram":
@@ -197,11 +240,11 @@ def speculative_tokens(target, draft, ids: list[int], sampler: Sampler, stats, b
         proposer = NgramProposer(target.n_vocab)
         gamma = 8 if n_draft is None else n_draft
     else:
-        proposer = DraftProposer(draft, target, sampler, p_min=0.5 if adaptive else 0.0)
+        proposer = DraftProposer(draft, target, sampler)
         gamma = 4 if n_draft is None else n_draft
     if isinstance(gamma, bool) or not isinstance(gamma, (int, np.integer)) or gamma < 1:
         raise ValueError(f"n_draft must be an int >= 1, got {gamma!r}")
-    gamma_max = 2 * gamma if adaptive else gamma
+    ctl = GammaController(int(gamma), 2 * int(gamma) if adaptive else int(gamma), adaptive)
     stats.speculative = proposer.kind
     seq = target.new_sequence()
     try:
@@ -217,12 +260,14 @@ def speculative_tokens(target, draft, ids: list[int], sampler: Sampler, stats, b
         produced = 1
         while produced < budget:
             # The target's cache holds hist[:-1]; hist[-1] is fed with the proposals.
-            g = min(gamma, budget - produced - 1)
+            g = min(ctl.gamma, budget - produced - 1)
+            d_s, d_calls = stats.draft_s, stats.draft_calls
             proposed, qs = proposer.propose(hist, g, stats) if g > 0 else ([], [])
             g = len(proposed)
             t0 = time.perf_counter()
             rows = seq.feed([hist[-1]] + proposed, all_logits=True)  # (g + 1, V)
-            stats.target_s += time.perf_counter() - t0
+            t_verify = time.perf_counter() - t0
+            stats.target_s += t_verify
             stats.target_calls += 1
             ps = _LazyTargetDists(sampler, rows, list(hist), proposed)
             n_acc, nxt = verify(proposed, qs, ps, sampler.rng)
@@ -232,9 +277,7 @@ def speculative_tokens(target, draft, ids: list[int], sampler: Sampler, stats, b
                 stats.proposed += g
                 stats.accepted += n_acc
                 stats.rejected += int(n_acc < g)
-                if adaptive:
-                    gamma = min(gamma + 1, gamma_max) if n_acc == g else \
-                        (max(1, gamma - 1) if 2 * n_acc < g else gamma)
+            ctl.update(n_acc, g, stats.draft_s - d_s, stats.draft_calls - d_calls, t_verify)
             for i, t in enumerate(proposed[:n_acc] + [nxt]):
                 hist.append(t)
                 produced += 1

@@ -49,7 +49,7 @@ def run_generate(args) -> int:
         draft = "ngram" if args.draft == "ngram" else pylm.load(args.draft, threads=args.threads,
                                                                 n_ctx=m.n_ctx)
     stream = m.generate(args.prompt, max_tokens=args.n, stream=True, draft=draft, n_draft=args.n_draft,
-                        adaptive_draft=not args.fixed_draft, **_sampling_kwargs(args))
+                        adaptive_draft=args.adaptive_draft, **_sampling_kwargs(args))
     for piece in stream:
         sys.stdout.write(piece)
         sys.stdout.flush()
@@ -94,8 +94,9 @@ def register(sub) -> None:
                         "(prompt lookup)")
     p.add_argument("--n-draft", type=int, default=None,
                    help="tokens proposed per round (default 4; ngram 8)")
-    p.add_argument("--fixed-draft", action="store_true",
-                   help="keep n-draft fixed (default: adaptive)")
+    p.add_argument("--adaptive-draft", action="store_true",
+                   help="choose the draft length per round (1..2*n-draft) from measured "
+                        "acceptance and costs")
     p.set_defaults(func=run_generate)
     c = sub.add_parser("chat", help="interactive chat with the model's chat template (streaming)")
     _common(c)
