@@ -191,7 +191,8 @@ struct LegacyRows {
             for (int64_t r = 0; r < nr; ++r) {
                 const uint8_t* wr = w + (n0 + r) * ws;
                 prefetch_ahead(wr, ws);
-                // acc1 takes the odd pairs when C == 1, to hide the FMA latency
+                // NOTE: one accumulator order for every C, so a row gives bit-identical results
+                // in a matvec (decode) and in a batch (prefill): batch-invariant logits.
                 __m512 acc0[C], acc1[C], accs[C];
                 for (int c = 0; c < C; ++c) acc0[c] = acc1[c] = accs[c] = _mm512_setzero_ps();
                 for (int64_t s0 = 0; s0 < nb; s0 += kBuf) {  // one segment unless K > 32 * kBuf
@@ -234,7 +235,7 @@ struct LegacyRows {
             int j = 0;
             for (; j + 2 <= npair; j += 2) {
                 pair<C>(wb, j, ab, sc, acc0);
-                pair<C>(wb, j + 1, ab, sc, C == 1 ? acc1 : acc0);
+                pair<C>(wb, j + 1, ab, sc, acc0);
             }
             if (j < npair) pair<C>(wb, j, ab, sc, acc0);
             if (nblk & 1) {  // last block alone: 256-bit VNNI, upper lanes zero
