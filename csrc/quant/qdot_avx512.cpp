@@ -330,7 +330,7 @@ struct FloatRows {
     }
 };
 
-// ---- gemm over groups of up to 4 activation rows -------------------------------------------
+// ---- gemm over groups of up to 8 activation rows -------------------------------------------
 
 using RowsFn = void (*)(int64_t, const uint8_t*, int64_t, int64_t, const uint8_t* const*, float*,
                         int64_t);
