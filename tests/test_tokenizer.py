@@ -198,7 +198,7 @@ def ref_spm(text: str, vocab, scores):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.text(alphabet=st.characters(blacklist_characters="<>[\n\t"), max_size=40).filter(lambda s: "  " not in s))
+@given(st.text(alphabet=st.characters(blacklist_characters="<>[\n\t", blacklist_categories=("Cs",)), max_size=40).filter(lambda s: "  " not in s))
 def test_spm_matches_reference(gemma, gemma_ref, text):
     # No '<', '[', newlines, tabs or double spaces: no user-defined tokens in the text.
     assert gemma.encode(text) == ref_spm(text, *gemma_ref)

@@ -25,8 +25,9 @@
 //   vec_dot(K, w_row, act_row) -> float      sum_k dequant(w_row)[k] * x[k]
 //   gemm(K, w [N rows, stride w_stride bytes], N, act [C rows, stride act_stride bytes], C,
 //        y, ldy):  y[c * ldy + n] = vec_dot(K, w + n * w_stride, act + c * act_stride)
-//   gemm walks the activation rows in groups (up to 4) per weight row, so each weight block is
-//   unpacked once per group and the weights of a chunk are read from cache C/4 times.
+//   (up to float summation order: a row's result may differ in the last bits between vec_dot
+//   and gemm). gemm walks the activation rows in groups (8 on AVX-512, 4 on AVX2) per weight
+//   row, so each weight block is unpacked once per group and read from cache C/group times.
 #pragma once
 #include <cstdint>
 

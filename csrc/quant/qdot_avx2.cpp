@@ -199,7 +199,8 @@ struct LegacyRows {
         for (int64_t n = 0; n < N; ++n) {
             const uint8_t* wr = w + n * ws;
             prefetch_ahead(wr, ws);
-            // acc1 takes the odd blocks when C == 1, to hide the FMA latency
+            // NOTE: one accumulator order for every C, so a row gives bit-identical results in a
+            // matvec (decode) and in a batch (prefill): batch-invariant logits.
             __m256 acc0[C], acc1[C], accs[C];
             for (int c = 0; c < C; ++c) acc0[c] = acc1[c] = accs[c] = _mm256_setzero_ps();
             for (int64_t b0 = 0; b0 < nb; b0 += 8) {
@@ -221,7 +222,7 @@ struct LegacyRows {
                 int j = 0;
                 for (; j + 2 <= nblk; j += 2) {
                     block<C>(wb, j, aq, b0, sc, ones, acc0);
-                    block<C>(wb, j + 1, aq, b0, sc, ones, C == 1 ? acc1 : acc0);
+                    block<C>(wb, j + 1, aq, b0, sc, ones, acc0);
                 }
                 if (j < nblk) block<C>(wb, j, aq, b0, sc, ones, acc0);
             }

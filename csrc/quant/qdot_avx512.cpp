@@ -156,12 +156,18 @@ struct Q8_0 {  // signed weights shifted to unsigned: u = w + 128, zero point -1
 // masked vbroadcastss) and one FMA for the s_x terms.
 template <class T>
 struct LegacyRows {
-    static constexpr int64_t kBuf = 2048;  // blocks whose scales are converted at once
+    // Blocks whose scales are converted at once: 9-17 KiB of weights, which the pair loop then
+    // reads again from L1/L2.
+    static constexpr int64_t kBuf = 512;
 
-    // d_w and c_w of `count` consecutive blocks at p.
+    // d_w and c_w of `count` consecutive blocks at p. This pass is the first to touch the
+    // weights, so it prefetches 8 KiB ahead (the gathers alone would wait on DRAM each time).
     static void convert(const uint8_t* p, int64_t count, float* d, float* c) {
         for (int64_t i = 0; i < count; i += 16) {
             const int n = count - i < 16 ? (int)(count - i) : 16;
+            const uint8_t* ahead = p + i * T::kBytes + 8192;
+            for (int off = 0; off < 16 * T::kBytes; off += 64)
+                _mm_prefetch(reinterpret_cast<const char*>(ahead + off), _MM_HINT_T0);
             __m512 dv, cv;
             T::scales(p + i * T::kBytes, n, &dv, &cv);
             const __mmask16 km = (__mmask16)((1u << n) - 1);
@@ -190,8 +196,9 @@ struct LegacyRows {
             if (flat) convert(w + n0 * ws, nr * nb, dbuf, cbuf);
             for (int64_t r = 0; r < nr; ++r) {
                 const uint8_t* wr = w + (n0 + r) * ws;
-                prefetch_ahead(wr, ws);
-                // acc1 takes the odd pairs when C == 1, to hide the FMA latency
+                if (!flat) prefetch_ahead(wr, ws);
+                // NOTE: one accumulator order for every C, so a row gives bit-identical results
+                // in a matvec (decode) and in a batch (prefill): batch-invariant logits.
                 __m512 acc0[C], acc1[C], accs[C];
                 for (int c = 0; c < C; ++c) acc0[c] = acc1[c] = accs[c] = _mm512_setzero_ps();
                 for (int64_t s0 = 0; s0 < nb; s0 += kBuf) {  // one segment unless K > 32 * kBuf
@@ -234,7 +241,7 @@ struct LegacyRows {
             int j = 0;
             for (; j + 2 <= npair; j += 2) {
                 pair<C>(wb, j, ab, sc, acc0);
-                pair<C>(wb, j + 1, ab, sc, C == 1 ? acc1 : acc0);
+                pair<C>(wb, j + 1, ab, sc, acc0);
             }
             if (j < npair) pair<C>(wb, j, ab, sc, acc0);
             if (nblk & 1) {  // last block alone: 256-bit VNNI, upper lanes zero
@@ -330,7 +337,7 @@ struct FloatRows {
     }
 };
 
-// ---- gemm over groups of up to 4 activation rows -------------------------------------------
+// ---- gemm over groups of up to 8 activation rows -------------------------------------------
 
 using RowsFn = void (*)(int64_t, const uint8_t*, int64_t, int64_t, const uint8_t* const*, float*,
                         int64_t);

@@ -6,8 +6,8 @@
 //
 // The activations are quantized once per call (Q8S / Q8K, see qdot.h), then the threads split
 // the work over chunks of output rows N and, for M > 1, over chunks of activation rows; inside a
-// chunk each weight row meets up to 4 activation rows per pass, so the weights are read from
-// memory once per M-chunk instead of once per token.
+// chunk each weight row meets up to 8 (AVX-512) or 4 (AVX2) activation rows per pass, so the
+// weights are read from memory once per M-chunk instead of once per token.
 #pragma once
 #include <cstdint>
 
