@@ -105,3 +105,5 @@ def backend_info() -> dict:
 from . import ops  # noqa: E402,F401
 from .tokenizer import StreamingDetokenizer, Tokenizer  # noqa: E402,F401
 from .model import KVPoolExhausted, Model, Sequence, load  # noqa: E402,F401
+from .sampling import SamplingParams  # noqa: E402,F401
+from .generation import GenerationResult  # noqa: E402,F401
