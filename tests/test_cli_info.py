@@ -105,8 +105,10 @@ def test_info_errors(tmp_path, capsys):
 
 
 def test_info_subprocess(smollm2_path):
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    # Run from tests/ so the child imports the same pylm as this process (the installed one, or
+    # the in-place build through PYTHONPATH) — never the checkout's uncompiled ./pylm.
     r = subprocess.run([sys.executable, "-m", "pylm.cli", "info", str(smollm2_path), "--json"],
-                       capture_output=True, text=True, env=env, timeout=120, check=False)
+                       capture_output=True, text=True, timeout=120, check=False,
+                       cwd=Path(__file__).resolve().parent)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["architecture"] == "llama"

@@ -33,6 +33,7 @@ def _run_with_env(env_value):
     return subprocess.run(
         [sys.executable, "-c", "import pylm; print(pylm.active_isa())"],
         env=env, capture_output=True, text=True,
+        cwd=os.path.dirname(os.path.abspath(__file__)),  # not the checkout root: see test_cli_info
     )
 
 
