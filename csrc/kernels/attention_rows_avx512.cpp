@@ -1,0 +1,170 @@
+// AVX-512 attention fold, one query row at a time (decode: a few rows per kv head; see
+// attention.h). Keys in tiles of Bk (64 / 32 / 16 for D <= 64 / 128 / more, so the K and V
+// tiles stay in L1 across the rows), per row:
+//   scores: 16 keys at a time, 16 dot-product accumulators reduced by one transpose-add tree
+//           into a vector of 16 scores (lanes = keys), so the softmax runs on whole vectors;
+//   softmax: tile max, exp(s - m), rescale the running sum/accumulator once per tile;
+//   PV:     acc[0:D] += p_c * v_c over the tile, up to 8 zmm of the row in registers.
+#include "kernels/attention_simd_avx512.h"
+
+namespace pylm {
+namespace avx512 {
+
+namespace {
+
+// Lane c of the result = sum of the 16 lanes of a[c] (transpose-add tree, 45 instructions).
+static inline __m512 reduce16(__m512* a) {
+    __m512 t[8], u[4];
+    for (int i = 0; i < 8; ++i)
+        t[i] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]),
+                             _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]));
+    for (int i = 0; i < 4; ++i) {
+        const __m512d x = _mm512_castps_pd(t[2 * i]), y = _mm512_castps_pd(t[2 * i + 1]);
+        u[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)),
+                             _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+    }
+    const __m512 v01 = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], 0x88),
+                                     _mm512_shuffle_f32x4(u[0], u[1], 0xDD));
+    const __m512 v23 = _mm512_add_ps(_mm512_shuffle_f32x4(u[2], u[3], 0x88),
+                                     _mm512_shuffle_f32x4(u[2], u[3], 0xDD));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(v01, v23, 0x88),
+                         _mm512_shuffle_f32x4(v01, v23, 0xDD));
+}
+
+// Scores q . k_c for the nk (<= 16) keys at k, k + ldk, ...; lanes past nk are 0.
+static inline __m512 qk_block(const float* q, const float* k, int64_t ldk, int D, int nk) {
+    __m512 acc[16];
+    for (int c = 0; c < 16; ++c) acc[c] = _mm512_setzero_ps();
+    if (nk == 16) {
+        for (int d = 0; d < D; d += 16) {
+            const __mmask16 m = tail_mask(D - d);
+            const __m512 qv = _mm512_maskz_loadu_ps(m, q + d);
+#pragma GCC unroll 16
+            for (int c = 0; c < 16; ++c)
+                acc[c] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, k + c * ldk + d), acc[c]);
+        }
+    } else {
+        for (int d = 0; d < D; d += 16) {
+            const __mmask16 m = tail_mask(D - d);
+            const __m512 qv = _mm512_maskz_loadu_ps(m, q + d);
+            for (int c = 0; c < nk; ++c)
+                acc[c] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, k + c * ldk + d), acc[c]);
+        }
+    }
+    return reduce16(acc);
+}
+
+// acc[0:16*NV] (the last vector under `last`) = acc * corr + sum_{c in [ca, cb)} p[c] * v_c.
+// Keys alternate between two accumulator sets: with NV <= 4 one set is too few independent
+// FMA chains to hide the FMA latency.
+template <int NV>
+static inline void pv_pass(const float* p, int64_t ca, int64_t cb, const float* v, int64_t ldv,
+                           float* acc, __m512 corr, __mmask16 last) {
+    __m512 o[NV], o2[NV];
+#pragma GCC unroll 8
+    for (int i = 0; i < NV; ++i) {
+        o[i] =
+            _mm512_mul_ps(_mm512_maskz_loadu_ps(i == NV - 1 ? last : 0xFFFF, acc + 16 * i), corr);
+        o2[i] = _mm512_setzero_ps();
+    }
+    int64_t c = ca;
+    if (NV <= 4) {
+        for (; c + 1 < cb; c += 2) {
+            const __m512 w = _mm512_set1_ps(p[c]), w2 = _mm512_set1_ps(p[c + 1]);
+            const float* vc = v + c * ldv;
+#pragma GCC unroll 8
+            for (int i = 0; i < NV; ++i) {
+                const __mmask16 m = i == NV - 1 ? last : 0xFFFF;
+                o[i] = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m, vc + 16 * i), o[i]);
+                o2[i] = _mm512_fmadd_ps(w2, _mm512_maskz_loadu_ps(m, vc + ldv + 16 * i), o2[i]);
+            }
+        }
+    }
+    for (; c < cb; ++c) {
+        const __m512 w = _mm512_set1_ps(p[c]);
+        const float* vc = v + c * ldv;
+#pragma GCC unroll 8
+        for (int i = 0; i < NV; ++i)
+            o[i] = _mm512_fmadd_ps(
+                w, _mm512_maskz_loadu_ps(i == NV - 1 ? last : 0xFFFF, vc + 16 * i), o[i]);
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < NV; ++i)
+        _mm512_mask_storeu_ps(acc + 16 * i, i == NV - 1 ? last : 0xFFFF,
+                              _mm512_add_ps(o[i], o2[i]));
+}
+
+static void pv_row(const float* p, int64_t ca, int64_t cb, const float* v, int64_t ldv, float* acc,
+                   int D, float corr) {
+    const __m512 cv = _mm512_set1_ps(corr);
+    for (int d = 0; d < D; d += 128) {
+        const int rem = D - d;
+        const int nv = rem >= 128 ? 8 : (rem + 15) / 16;
+        const __mmask16 last = tail_mask(rem - 16 * (nv - 1));
+        switch (nv) {
+        case 1: pv_pass<1>(p, ca, cb, v + d, ldv, acc + d, cv, last); break;
+        case 2: pv_pass<2>(p, ca, cb, v + d, ldv, acc + d, cv, last); break;
+        case 3: pv_pass<3>(p, ca, cb, v + d, ldv, acc + d, cv, last); break;
+        case 4: pv_pass<4>(p, ca, cb, v + d, ldv, acc + d, cv, last); break;
+        case 5: pv_pass<5>(p, ca, cb, v + d, ldv, acc + d, cv, last); break;
+        case 6: pv_pass<6>(p, ca, cb, v + d, ldv, acc + d, cv, last); break;
+        case 7: pv_pass<7>(p, ca, cb, v + d, ldv, acc + d, cv, last); break;
+        default: pv_pass<8>(p, ca, cb, v + d, ldv, acc + d, cv, last); break;
+        }
+    }
+}
+
+}  // namespace
+
+// One row at a time (rows [ra, rb)): for decode-sized blocks, where a lane per row would idle.
+void attn_fold_rows(const AttnRows& q, int ra, int rb, const float* k, int64_t ldk, const float* v,
+                    int64_t ldv, int64_t j0, int64_t n, AttnState& st) {
+    const int D = q.D;
+    const int64_t Bk = D <= 64 ? 64 : (D <= 128 ? 32 : 16);
+    const __m512 scale = _mm512_set1_ps(q.scale), neg_inf = _mm512_set1_ps(-__builtin_inff());
+    const bool capped = q.softcap > 0.0f;
+    const __m512 cap = _mm512_set1_ps(q.softcap), inv_cap = _mm512_set1_ps(1.0f / q.softcap);
+    alignas(64) float s[64];
+    for (int64_t t0 = 0; t0 < n; t0 += Bk) {
+        const int64_t tn = n - t0 < Bk ? n - t0 : Bk;
+        const int64_t jt = j0 + t0;  // absolute index of the tile's first key
+        const float* kt = k + t0 * ldk;
+        const float* vt = v + t0 * ldv;
+        for (int r = ra; r < rb; ++r) {
+            // This row's keys inside the tile: [ca, cb).
+            const int64_t p = q.pos0 + r * q.pos_step;
+            int64_t ca = 0, cb = tn;
+            if (q.causal && p - jt + 1 < cb) cb = p - jt + 1;
+            if (q.window > 0 && p - q.window + 1 - jt > ca) ca = p - q.window + 1 - jt;
+            if (ca >= cb) continue;
+            const float* qr = q.q + r * q.ldq;
+            __m512 mx = neg_inf;
+            for (int64_t b = ca & ~int64_t(15); b < cb; b += 16) {
+                const int nk = tn - b < 16 ? (int)(tn - b) : 16;
+                __m512 sv = _mm512_mul_ps(qk_block(qr, kt + b * ldk, ldk, D, nk), scale);
+                if (capped) sv = _mm512_mul_ps(cap, tanh_ps(_mm512_mul_ps(sv, inv_cap)));
+                const __mmask16 valid = (__mmask16)(tail_mask(cb - b) & ~tail_mask(ca - b));
+                sv = _mm512_mask_mov_ps(neg_inf, valid, sv);
+                _mm512_store_ps(s + b, sv);
+                mx = _mm512_max_ps(mx, sv);
+            }
+            const float m_old = st.m[r];
+            const float m_tile = hmax(mx);
+            const float m_new = m_tile > m_old ? m_tile : m_old;
+            const __m512 mv = _mm512_set1_ps(m_new);
+            __m512 sum = _mm512_setzero_ps();
+            for (int64_t b = ca & ~int64_t(15); b < cb; b += 16) {
+                const __m512 e = exp_ps(_mm512_sub_ps(_mm512_load_ps(s + b), mv));
+                _mm512_store_ps(s + b, e);
+                sum = _mm512_add_ps(sum, e);
+            }
+            const float corr = _mm512_cvtss_f32(exp_ps(_mm512_set1_ps(m_old - m_new)));
+            st.l[r] = st.l[r] * corr + hsum(sum);
+            st.m[r] = m_new;
+            pv_row(s, ca, cb, vt, ldv, st.acc + static_cast<int64_t>(r) * D, D, corr);
+        }
+    }
+}
+
+}  // namespace avx512
+}  // namespace pylm
