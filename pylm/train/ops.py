@@ -7,7 +7,7 @@ Shapes: N rows (= B sequences x T tokens), C channels, V vocab, H heads, D head 
 >>> import numpy as np
 >>> x = np.ones((2, 4), np.float32)
 >>> y, rstd = rmsnorm_fwd(x, np.full(4, 2.0, np.float32))
->>> y[0].tolist(), round(float(rstd[0]), 4)
+>>> np.round(y[0], 4).tolist(), round(float(rstd[0]), 4)
 ([2.0, 2.0, 2.0, 2.0], 1.0)
 """
 
