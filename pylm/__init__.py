@@ -103,4 +103,5 @@ def backend_info() -> dict:
 
 
 from . import ops  # noqa: E402,F401
+from .tokenizer import StreamingDetokenizer, Tokenizer  # noqa: E402,F401
 from .model import KVPoolExhausted, Model, Sequence, load  # noqa: E402,F401

@@ -1,4 +1,5 @@
-"""The native engine on the two real models, against tests/refmodel.py (an independent numpy
+"""The native engine on the two real models (prompts tokenized by pylm.tokenizer, which is
+checked against llama.cpp in test_tokenizer*), against tests/refmodel.py (an independent numpy
 forward pass over gguf-dequantized weights), plus the paged KV cache's semantics."""
 
 from __future__ import annotations
@@ -9,19 +10,11 @@ import pytest
 import pylm
 from refmodel import RefModel
 
-# Prompts as vocabulary pieces, so these tests need no tokenizer.
-PROMPTS = {
-    "smollm2": [
-        ["The", "Ġcapital", "Ġof", "ĠFrance", "Ġis"],
-        ["def", "Ġadd", "(", "a", ",", "Ġb", "):", "Ċ", "ĠĠĠ", "Ġreturn"],
-        ["Once", "Ġupon", "Ġa", "Ġtime", ",", "Ġthere", "Ġwas"],
-    ],
-    "gemma3-270m": [
-        ["<bos>", "The", "▁capital", "▁of", "▁France", "▁is"],
-        ["<bos>", "def", "▁add", "(", "a", ",", "▁b", "):", "\n", "▁▁▁", "▁return"],
-        ["<bos>", "Once", "▁upon", "▁a", "▁time", ",", "▁there", "▁was"],
-    ],
-}
+PROMPTS = [
+    "The capital of France is",
+    "def add(a, b):\n    return a + b\n\ndef mul(a, b):\n    return",
+    "Once upon a time, there was",
+]
 
 _cache: dict = {}
 
@@ -29,9 +22,7 @@ _cache: dict = {}
 def _setup(name, path):
     if name not in _cache:
         m = pylm.load(path, threads=2, n_ctx=1024)
-        vocab = m.metadata["tokenizer.ggml.tokens"]
-        index = {t: i for i, t in enumerate(vocab)}
-        prompts = [[index[p] for p in pr] for pr in PROMPTS[name]]
+        prompts = [m.tokenize(p) for p in PROMPTS]
         _cache[name] = (m, RefModel(path), prompts)
     return _cache[name]
 
@@ -51,11 +42,12 @@ def test_logits_match_reference(setup):
         assert got.shape == (len(ids), m.n_vocab)
         # Activations are quantized to 8 bits inside the quantized matmuls (as in llama.cpp), so
         # the engine differs from the float reference by a fraction of the logits' spread.
-        # Measured for llama.cpp itself vs this reference on these models: max |diff| 0.16-0.17
-        # of the std, correlation 0.9993-0.9996; we hold pylm to the same band.
+        # Measured on these prompts: llama.cpp itself vs this reference, max |diff| 0.16-0.43 of
+        # the std and correlation >= 0.998; pylm 0.14-0.27 and >= 0.999. The band below admits
+        # llama.cpp's own error, no more.
         spread = want[-1].std()
         err = np.abs(got[-1] - want[-1]).max()
-        assert err < 0.25 * spread, (err, spread)
+        assert err < 0.45 * spread, (err, spread)
         assert np.corrcoef(got[-1], want[-1])[0, 1] > 0.998
         assert int(got[-1].argmax()) == int(want[-1].argmax())
 
@@ -121,7 +113,7 @@ def test_bad_inputs(setup):
 def test_pool_exhaustion_leaves_other_sequences_intact(smollm2_path):
     m = pylm.load(smollm2_path, threads=2, n_ctx=256, kv_cache_tokens=64, block_size=16)
     vocab = {t: i for i, t in enumerate(m.metadata["tokenizer.ggml.tokens"])}
-    p = [vocab[t] for t in PROMPTS["smollm2"][0]]
+    p = m.tokenize(PROMPTS[0])
     a = m.new_sequence()
     a.feed(p)
     free_before = m.kv_free_blocks

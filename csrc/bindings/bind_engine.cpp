@@ -50,8 +50,7 @@ WeightRef opt(const py::dict& d, const char* key, py::list& keep, const std::str
 }  // namespace
 
 void bind_engine(py::module_& m) {
-    static py::exception<KVPoolExhausted> kv_exc(m, "KVPoolExhausted", PyExc_RuntimeError);
-    (void)kv_exc;
+    py::register_exception<KVPoolExhausted>(m, "KVPoolExhausted", PyExc_RuntimeError);
 
     py::class_<PyEngine>(m, "Engine")
         .def(py::init([](const py::dict& c, const py::dict& w, int64_t kv_blocks, int block_size, int threads) {

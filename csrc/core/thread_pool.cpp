@@ -57,10 +57,12 @@ public:
         grain_ = grain;
         chunks_ = chunks;
         next_.store(0);
-        active_workers_ = nthreads - 1;
         pending_.store(nthreads - 1);
         {
+            // active_workers_ and the generation change together under m_, so a worker reads a
+            // consistent (generation, participants) pair.
             std::lock_guard<std::mutex> lk(m_);
+            active_workers_ = nthreads - 1;
             generation_.fetch_add(1, std::memory_order_release);
         }
         cv_.notify_all();
@@ -111,9 +113,14 @@ private:
                 std::unique_lock<std::mutex> lk(m_);
                 cv_.wait(lk, [&] { return generation_.load() != seen; });
             }
-            seen = generation_.load(std::memory_order_acquire);
+            int active;
+            {
+                std::lock_guard<std::mutex> lk(m_);
+                seen = generation_.load(std::memory_order_acquire);
+                active = active_workers_;
+            }
             if (stop_) return;
-            if (index <= active_workers_) {
+            if (index <= active) {
                 work(index);
                 pending_.fetch_sub(1, std::memory_order_acq_rel);
             }
