@@ -220,11 +220,7 @@ class Trainer:
                progress: bool = True, **overrides) -> Trainer:
         """A Trainer continuing from a checkpoint written by save(); `overrides` change
         TrainArgs (e.g. max_steps=...). The tokenizer defaults to the one saved in it."""
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            if meta.get("format") != "pylm-train-checkpoint":
-                raise ValueError(f"{os.fspath(path)}: not a pylm training checkpoint")
-            arrays = {k: z[k] for k in z.files if k != "meta"}
+        meta, arrays = _read_checkpoint(path)
         cfg = LlamaConfig.from_dict(meta["config"])
         if tokenizer is None and meta.get("tokenizer"):
             tokenizer = _SavedTokenizer.from_metadata(meta["tokenizer"])
@@ -242,6 +238,12 @@ class Trainer:
         tr.bad_evals, tr.stopped_early = int(meta["bad_evals"]), bool(meta["stopped_early"])
         tr.best_params = arrays.get("best_params")
         return tr
+
+    @staticmethod
+    def checkpoint_tokenizer(path: str | os.PathLike):
+        """The tokenizer saved in a checkpoint (None if it has none)."""
+        meta, _ = _read_checkpoint(path, arrays=False)
+        return _SavedTokenizer.from_metadata(meta["tokenizer"]) if meta.get("tokenizer") else None
 
     # ---- outputs ----
     def export(self, path: str | os.PathLike, dtype: str = "F32", name: str = "pylm-llama") -> Path:
@@ -276,6 +278,17 @@ class Trainer:
         fig.savefig(path, dpi=120)
         plt.close(fig)
         return Path(path)
+
+
+def _read_checkpoint(path, arrays: bool = True) -> tuple[dict, dict]:
+    with np.load(path, allow_pickle=False) as z:
+        if "meta" not in z.files:
+            raise ValueError(f"{os.fspath(path)}: not a pylm training checkpoint")
+        meta = json.loads(str(z["meta"]))
+        if meta.get("format") != "pylm-train-checkpoint":
+            raise ValueError(f"{os.fspath(path)}: not a pylm training checkpoint")
+        out = {k: z[k] for k in z.files if k != "meta"} if arrays else {}
+    return meta, out
 
 
 def _json_default(o):

@@ -1,0 +1,60 @@
+"""`pylm train` end to end on a small corpus: tokenizer, training, checkpoint, resume, export,
+loss curve. (Registered here through its own parser: independent of pylm/cli.py's list.)"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+
+import pylm
+from pylm.commands import train as train_cmd
+from pylm.train.corpus import python_docs_text
+
+
+def run_cli(*argv: str) -> int:
+    p = argparse.ArgumentParser()
+    train_cmd.register(p.add_subparsers(dest="command"))
+    args = p.parse_args(["train", *argv])
+    return args.func(args)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("corpus") / "docs.txt"
+    path.write_text(python_docs_text()[:60_000], encoding="utf-8")
+    return path
+
+
+def test_train_cli_end_to_end(corpus, tmp_path, capsys):
+    out = tmp_path / "m.gguf"
+    common = ["--data", str(corpus), "--vocab-size", "300", "--layers", "1", "--d-model", "32",
+              "--heads", "2", "--context", "32", "--batch", "4", "--eval-every", "5",
+              "--eval-batches", "2", "--threads", "1", "--out", str(out), "-q"]
+    assert run_cli(*common, "--steps", "10") == 0
+    f = pylm.gguf.GGUFFile(out)
+    assert f.metadata["llama.block_count"] == 1 and f.metadata["tokenizer.ggml.model"] == "gpt2"
+    assert len(f.metadata["tokenizer.ggml.tokens"]) == 300 == f.tensors["token_embd.weight"].ne[1]
+    ckpt = out.with_suffix(".ckpt.npz")
+    with np.load(ckpt) as z:
+        first = z["params"].copy()
+    # resume for 5 more steps: the checkpoint moves on from step 10
+    assert run_cli(*common, "--steps", "15", "--resume") == 0
+    with np.load(ckpt) as z:
+        assert not np.array_equal(first, z["params"])
+    assert str(out) in capsys.readouterr().out
+    png = out.with_suffix(".loss.png")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert not png.exists()
+    else:
+        assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_cli_errors(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(ValueError, match="is empty"):
+        run_cli("--data", str(empty), "--out", str(tmp_path / "x.gguf"), "-q")
