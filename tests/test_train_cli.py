@@ -58,3 +58,21 @@ def test_train_cli_errors(tmp_path):
     empty.write_text("")
     with pytest.raises(ValueError, match="is empty"):
         run_cli("--data", str(empty), "--out", str(tmp_path / "x.gguf"), "-q")
+
+
+def test_exported_bpe_model_runs_in_pylm_and_llama_cpp(corpus, tmp_path):
+    """A BPE-tokenized export: pylm.load generates from it and llama.cpp tokenizes the same."""
+    if not hasattr(pylm._core, "Engine"):
+        pytest.skip("the inference engine is not built in this tree")
+    out = tmp_path / "bpe.gguf"
+    assert run_cli("--data", str(corpus), "--vocab-size", "400", "--layers", "1", "--d-model",
+                   "32", "--heads", "2", "--context", "32", "--batch", "4", "--steps", "3",
+                   "--threads", "1", "--out", str(out), "-q") == 0
+    m = pylm.load(out, threads=1)
+    text = "The assert statement raises AssertionError."
+    ids = m.tokenize(text, add_special=False)
+    assert m.detokenize(ids) == text
+    assert isinstance(m.generate("The ", max_tokens=5, seed=0), str)
+    llama_cpp = pytest.importorskip("llama_cpp")
+    ref = llama_cpp.Llama(str(out), vocab_only=True, verbose=False)
+    assert ref.tokenize(text.encode(), add_bos=False) == ids

@@ -140,14 +140,16 @@ def test_export_logits_match_engine(tmp_path, tie):
     m, path = exported(tmp_path, tie=tie)
     want = m.logits(np.array(IDS, np.int32))
     got = pylm.load(path, threads=1).logits(IDS)
-    np.testing.assert_allclose(got, want, rtol=0, atol=2e-4 * np.abs(want).max())
+    # F32 weights: the engine uses f32 dot products (no activation quantization); measured 3e-7
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
 
 
 def test_export_f16_and_q8_run(tmp_path):
     _engine_or_skip()
     m, _ = exported(tmp_path)
     want = m.logits(np.array(IDS, np.int32))
-    for dtype, tol in (("F16", 3e-3), ("Q8_0", 3e-2)):
+    # measured: F16 8e-4, Q8_0 2.3e-2 (8-bit weights and 8-bit activations) of max |logit|
+    for dtype, tol in (("F16", 3e-3), ("Q8_0", 4e-2)):
         _, path = exported(tmp_path, dtype)
         got = pylm.load(path, threads=1).logits(IDS)
         assert np.abs(got - want).max() <= tol * np.abs(want).max(), dtype
