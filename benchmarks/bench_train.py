@@ -29,12 +29,12 @@ for i, arg in enumerate(sys.argv):
 os.environ.setdefault("OMP_NUM_THREADS", THREADS)
 os.environ.setdefault("OPENBLAS_NUM_THREADS", THREADS)
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import pylm  # noqa: E402
-from pylm.bench import machine_limits  # noqa: E402
-from pylm.train import AdamW, LlamaConfig, LlamaModel  # noqa: E402
-from pylm.train.optim import clip_scale, grad_norm  # noqa: E402
+import pylm
+from pylm.bench import machine_limits
+from pylm.train import AdamW, LlamaConfig, LlamaModel
+from pylm.train.optim import clip_scale, grad_norm
 
 
 def model_flops(cfg: LlamaConfig, B: int, T: int) -> float:

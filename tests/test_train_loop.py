@@ -9,7 +9,16 @@ import numpy as np
 import pytest
 
 import pylm
-from pylm.train import ByteTokenizer, LlamaConfig, LlamaModel, Trainer, Windows, cosine_lr, split, tokenize
+from pylm.train import (
+    ByteTokenizer,
+    LlamaConfig,
+    LlamaModel,
+    Trainer,
+    Windows,
+    cosine_lr,
+    split,
+    tokenize,
+)
 from pylm.train.export import export_gguf
 from pylm.train.optim import clip_scale
 
@@ -29,8 +38,8 @@ def test_learns_a_sequence():
 
 
 def test_resume_is_exact(tmp_path):
-    kw = dict(batch_size=3, lr=3e-3, max_steps=20, warmup=3, eval_every=5, progress=False,
-              threads=1)
+    kw = {"batch_size": 3, "lr": 3e-3, "max_steps": 20, "warmup": 3, "eval_every": 5,
+          "progress": False, "threads": 1}
     data, val = counting(800, period=17), counting(200, period=17)
     a = Trainer(TINY, data, val, tokenizer=ByteTokenizer(), checkpoint=tmp_path / "ck.npz", **kw)
     a.fit(max_steps=10)

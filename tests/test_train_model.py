@@ -41,7 +41,7 @@ def perturbed_model(cfg, seed=1):
 # ---- float64 numpy model (independent of the native code) ----
 def np_forward(cfg, P, ids, tg):
     B, T = ids.shape
-    C, H, Hkv, D, F = cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.ffn
+    H, Hkv, D, F = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.ffn
     i = np.arange(D // 2)
     ang = np.arange(T)[:, None] * cfg.rope_base ** (-2.0 * i / D)[None]
     cos, sin = np.cos(ang)[None, :, None], np.sin(ang)[None, :, None]

@@ -118,7 +118,7 @@ def test_rmsnorm_large_rows(isa):
     x = r.standard_normal((R, C)).astype(np.float32)
     w = r.standard_normal(C).astype(np.float32)
     dy = r.standard_normal((R, C))
-    y, rstd = ops.rmsnorm_fwd(x, w, 1e-6)
+    _, rstd = ops.rmsnorm_fwd(x, w, 1e-6)
     dx, dw = ops.rmsnorm_bwd(x, w, rstd, dy.astype(np.float32))
     for name, arr, f in (("x", x, lambda a: (rmsnorm_ref(a, w, 1e-6) * dy).sum()),
                          ("w", w, lambda a: (rmsnorm_ref(x.astype(np.float64), a, 1e-6) * dy).sum())):
@@ -175,7 +175,7 @@ def test_attention_directional(isa, B, T, H, Hkv, D):
     np.testing.assert_allclose(o, o_ref, rtol=1e-5, atol=2e-5)
     np.testing.assert_allclose(lse, lse_ref, rtol=1e-5, atol=2e-5)
     dqkv = ops.attention_bwd(qkv, o, lse, do.astype(np.float32), B, T, H, Hkv, scale=0.3)
-    f = lambda a: (attention_ref(a, B, T, H, Hkv, scale=0.3)[0] * do).sum()  # noqa: E731
+    f = lambda a: (attention_ref(a, B, T, H, Hkv, scale=0.3)[0] * do).sum()
     for _ in range(3):
         u = r.standard_normal(qkv.shape)
         want = fd_dir(f, qkv, u)
@@ -257,7 +257,7 @@ def test_softmax_xent(isa, V):
     g = z.copy()
     losses2 = ops.softmax_xent(g, t)  # mean over the 3 counted rows
     np.testing.assert_allclose(losses2, losses, rtol=1e-6)
-    f = lambda a: xent_ref(a, t).sum() / 3  # noqa: E731
+    f = lambda a: xent_ref(a, t).sum() / 3
     if V <= 37:
         assert_grad(g, fd_grad(f, z))
     else:

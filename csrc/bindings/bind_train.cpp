@@ -32,7 +32,8 @@ I32 as_i32(const py::handle& obj, const char* what) {
     if (!arr) bad(std::string(what) + ": expected a numpy array");
     if (!arr.dtype().is(py::dtype::of<int32_t>()))
         bad(std::string(what) + ": expected dtype int32, got " + std::string(py::str(arr.dtype())));
-    if (!(arr.flags() & py::array::c_style)) bad(std::string(what) + ": array must be C-contiguous");
+    if (!(arr.flags() & py::array::c_style))
+        bad(std::string(what) + ": array must be C-contiguous");
     return I32(arr);
 }
 
@@ -112,8 +113,8 @@ void linear_fwd(py::handle x_, py::handle W_, py::handle b_, py::handle y_, int 
     check_ndim(W, 2, "linear_fwd: weight (OUT, IN)");
     const int64_t N = x.shape(0), IN = x.shape(1), OUT = W.shape(0);
     if (W.shape(1) != IN)
-        bad("linear_fwd: x.shape[1]=" + to_string(IN) + " but weight.shape[1]=" +
-            to_string(W.shape(1)));
+        bad("linear_fwd: x.shape[1]=" + to_string(IN) +
+            " but weight.shape[1]=" + to_string(W.shape(1)));
     F32 b;
     if (!b_.is_none()) {
         b = as_f32(b_, "linear_fwd: bias");
@@ -134,8 +135,8 @@ void linear_bwd(py::handle x_, py::handle W_, py::handle dy_, py::handle dx_, py
     check_ndim(W, 2, "linear_bwd: weight (OUT, IN)");
     const int64_t N = x.shape(0), IN = x.shape(1), OUT = W.shape(0);
     if (W.shape(1) != IN)
-        bad("linear_bwd: x.shape[1]=" + to_string(IN) + " but weight.shape[1]=" +
-            to_string(W.shape(1)));
+        bad("linear_bwd: x.shape[1]=" + to_string(IN) +
+            " but weight.shape[1]=" + to_string(W.shape(1)));
     F32 dy = as_f32(dy_, "linear_bwd: dy");
     check_shape(dy, {N, OUT}, "linear_bwd: dy");
     F32 dx, dW, db;
@@ -167,8 +168,8 @@ train::AttnShape attn_shape(const F32& qkv, int64_t B, int64_t T, int H, int Hkv
     check_positive(H, (std::string(fn) + ": n_heads").c_str());
     check_positive(Hkv, (std::string(fn) + ": n_kv_heads").c_str());
     if (H % Hkv != 0)
-        bad(std::string(fn) + ": n_heads=" + to_string(H) + " is not a multiple of n_kv_heads=" +
-            to_string(Hkv));
+        bad(std::string(fn) + ": n_heads=" + to_string(H) +
+            " is not a multiple of n_kv_heads=" + to_string(Hkv));
     check_ndim(qkv, 2, (std::string(fn) + ": qkv (B*T, (H + 2 Hkv) D)").c_str());
     const int64_t cols = qkv.shape(1), heads = H + 2 * static_cast<int64_t>(Hkv);
     if (qkv.shape(0) != B * T || cols % heads != 0 || cols == 0)
@@ -220,12 +221,13 @@ void rope(py::handle x_, int64_t T, int n_heads, int head_dim, py::handle cos_, 
     check_ndim(x, 2, "rope: x (B*T, cols)");
     check_positive(T, "rope: T");
     check_positive(n_heads, "rope: n_heads");
-    if (head_dim <= 0 || head_dim % 2) bad("rope: head_dim=" + to_string(head_dim) + " must be even and > 0");
+    if (head_dim <= 0 || head_dim % 2)
+        bad("rope: head_dim=" + to_string(head_dim) + " must be even and > 0");
     const int64_t N = x.shape(0), ld = x.shape(1);
     if (N % T) bad("rope: x.shape[0]=" + to_string(N) + " is not a multiple of T=" + to_string(T));
     if (static_cast<int64_t>(n_heads) * head_dim > ld)
-        bad("rope: n_heads * head_dim=" + to_string(n_heads * head_dim) + " > x.shape[1]=" +
-            to_string(ld));
+        bad("rope: n_heads * head_dim=" + to_string(n_heads * head_dim) +
+            " > x.shape[1]=" + to_string(ld));
     F32 c = as_f32(cos_, "rope: cos"), s = as_f32(sin_, "rope: sin");
     check_shape(c, {T, head_dim / 2}, "rope: cos");
     check_shape(s, {T, head_dim / 2}, "rope: sin");
@@ -323,7 +325,8 @@ void add(py::handle a_, py::handle b_, py::handle out_, int threads) {
 }
 
 double sq_err(py::handle y_, py::handle t_, py::handle dy_) {
-    F32 y = as_f32(y_, "sq_err: y"), t = as_f32(t_, "sq_err: target"), dy = as_out(dy_, "sq_err: dy");
+    F32 y = as_f32(y_, "sq_err: y"), t = as_f32(t_, "sq_err: target"),
+        dy = as_out(dy_, "sq_err: dy");
     same_size(y, t, "sq_err: target");
     same_size(y, dy, "sq_err: dy");
     return train::sq_err(y.data(), t.data(), dy.mutable_data(), y.size());
@@ -338,8 +341,10 @@ void adamw(py::handle p_, py::handle g_, py::handle m_, py::handle v_, float lr,
     same_size(p, m, "adamw: m");
     same_size(p, v, "adamw: v");
     if (step < 1) bad("adamw: step must be >= 1, got " + to_string(step));
-    if (!(beta1 >= 0.0f && beta1 < 1.0f)) bad("adamw: beta1 must be in [0, 1), got " + to_string(beta1));
-    if (!(beta2 >= 0.0f && beta2 < 1.0f)) bad("adamw: beta2 must be in [0, 1), got " + to_string(beta2));
+    if (!(beta1 >= 0.0f && beta1 < 1.0f))
+        bad("adamw: beta1 must be in [0, 1), got " + to_string(beta1));
+    if (!(beta2 >= 0.0f && beta2 < 1.0f))
+        bad("adamw: beta2 must be in [0, 1), got " + to_string(beta2));
     if (!(eps > 0.0f)) bad("adamw: eps must be > 0, got " + to_string(eps));
     if (!std::isfinite(lr) || !std::isfinite(weight_decay) || !std::isfinite(grad_scale))
         bad("adamw: lr, weight_decay and grad_scale must be finite");
@@ -382,9 +387,8 @@ void bind_train(py::module_& m) {
           py::arg("dy"), py::arg("dx"), py::arg("dweight"), th);
     t.def("linear_fwd", &linear_fwd, py::arg("x"), py::arg("weight"), py::arg("bias"),
           py::arg("out"), th);
-    t.def("linear_bwd", &linear_bwd, py::arg("x"), py::arg("weight"), py::arg("dy"),
-          py::arg("dx"), py::arg("dweight"), py::arg("dbias"), py::arg("accumulate_dx") = false,
-          th);
+    t.def("linear_bwd", &linear_bwd, py::arg("x"), py::arg("weight"), py::arg("dy"), py::arg("dx"),
+          py::arg("dweight"), py::arg("dbias"), py::arg("accumulate_dx") = false, th);
     t.def("attention_fwd", &attention_fwd, py::arg("qkv"), py::arg("out"), py::arg("lse"),
           py::arg("B"), py::arg("T"), py::arg("n_heads"), py::arg("n_kv_heads"), py::arg("scale"),
           th);
@@ -396,8 +400,7 @@ void bind_train(py::module_& m) {
     t.def("swiglu_fwd", &swiglu_fwd, py::arg("gate_up"), py::arg("out"), th);
     t.def("swiglu_bwd", &swiglu_bwd, py::arg("gate_up"), py::arg("dout"), py::arg("dgate_up"), th);
     t.def("embedding_fwd", &embedding_fwd, py::arg("ids"), py::arg("weight"), py::arg("out"), th);
-    t.def("embedding_bwd", &embedding_bwd, py::arg("ids"), py::arg("dout"), py::arg("dweight"),
-          th);
+    t.def("embedding_bwd", &embedding_bwd, py::arg("ids"), py::arg("dout"), py::arg("dweight"), th);
     t.def("softmax_xent", &softmax_xent, py::arg("logits"), py::arg("targets"), py::arg("losses"),
           py::arg("grad_scale") = 1.0f, py::arg("grad") = true, th);
     t.def("add", &add, py::arg("a"), py::arg("b"), py::arg("out"), th);

@@ -65,7 +65,8 @@ void attn_bwd_kv(const AttnShape& s, int G, const float* q, const float* k, cons
             }
             for (int d = 0; d < D; ++d) {
                 double acc = 0.0;
-                for (int64_t j = 0; j <= i; ++j) acc += static_cast<double>(ds[j]) * k[j * s.ld + d];
+                for (int64_t j = 0; j <= i; ++j)
+                    acc += static_cast<double>(ds[j]) * k[j * s.ld + d];
                 dqg[i * s.ld + d] = static_cast<float>(acc);
             }
             for (int64_t j = 0; j <= i; ++j)

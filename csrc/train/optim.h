@@ -34,16 +34,16 @@ void scale(float* x, int64_t n, float s, int nthreads = 0);
 
 // Per-ISA kernels over [0, n). adamw_chunk takes the step's derived constants:
 // decay = 1 - lr * wd, step_size = lr / bc1, inv_sqrt_bc2 = 1 / sqrt(bc2).
-#define PYLM_TRAIN_OPTIM_DECLARE(ns)                                                          \
-    namespace ns {                                                                            \
-    namespace train {                                                                         \
-    void adamw_chunk(float* p, const float* grad, float* m, float* v, int64_t n, float b1,    \
-                     float b2, float eps, float decay, float step_size, float inv_sqrt_bc2,   \
-                     float grad_scale);                                                       \
-    void sgd_chunk(float* p, const float* grad, int64_t n, float lr);                         \
-    double sum_squares_chunk(const float* x, int64_t n);                                      \
-    void scale_chunk(float* x, int64_t n, float s);                                           \
-    }                                                                                         \
+#define PYLM_TRAIN_OPTIM_DECLARE(ns)                                                        \
+    namespace ns {                                                                          \
+    namespace train {                                                                       \
+    void adamw_chunk(float* p, const float* grad, float* m, float* v, int64_t n, float b1,  \
+                     float b2, float eps, float decay, float step_size, float inv_sqrt_bc2, \
+                     float grad_scale);                                                     \
+    void sgd_chunk(float* p, const float* grad, int64_t n, float lr);                       \
+    double sum_squares_chunk(const float* x, int64_t n);                                    \
+    void scale_chunk(float* x, int64_t n, float s);                                         \
+    }                                                                                       \
     }
 PYLM_TRAIN_OPTIM_DECLARE(ref)
 PYLM_TRAIN_OPTIM_DECLARE(avx2)

@@ -26,8 +26,7 @@ void swiglu_fwd(const float* gu, float* h, int64_t N, int64_t F, int nthreads) {
     });
 }
 
-void swiglu_bwd(const float* gu, const float* dh, float* dgu, int64_t N, int64_t F,
-                int nthreads) {
+void swiglu_bwd(const float* gu, const float* dh, float* dgu, int64_t N, int64_t F, int nthreads) {
     if (N <= 0 || F <= 0) return;
     parallel_for(N, rows_grain(5 * F), nthreads, [&](int64_t b, int64_t e, int) {
         PYLM_DISPATCH(train::swiglu_bwd, gu + b * 2 * F, dh + b * F, dgu + b * 2 * F, e - b, F);
@@ -49,8 +48,8 @@ void rope(float* x, int64_t ld, int64_t N, int64_t T, int H, int D, const float*
         }
     parallel_for(N, rows_grain(static_cast<int64_t>(H) * D), nthreads,
                  [&](int64_t b, int64_t e, int) {
-                     PYLM_DISPATCH(train::rope_rows, x + b * ld, ld, e - b, b, T, H, D,
-                                   cos2.data(), sin2.data());
+                     PYLM_DISPATCH(train::rope_rows, x + b * ld, ld, e - b, b, T, H, D, cos2.data(),
+                                   sin2.data());
                  });
 }
 

@@ -42,17 +42,17 @@ double sq_err(const float* y, const float* t, float* dy, int64_t n);
 // rope_rows: rows [0, R) of x, row r at position pos0 + r.. wrapped by T; cos2/sin2 [T, D]
 // are the interleaved tables (c0, c0, c1, c1, ...) and (-s0, s0, -s1, s1, ...) so that
 // y = x * cos2 + swap_pairs(x) * sin2. embedding_bwd_cols: columns [c0, c1) only.
-#define PYLM_TRAIN_POINTWISE_DECLARE(ns)                                                         \
-    namespace ns {                                                                               \
-    namespace train {                                                                            \
-    void swiglu_fwd(const float* gu, float* h, int64_t N, int64_t F);                            \
-    void swiglu_bwd(const float* gu, const float* dh, float* dgu, int64_t N, int64_t F);         \
-    void rope_rows(float* x, int64_t ld, int64_t R, int64_t pos0, int64_t T, int H, int D,       \
-                   const float* cos2, const float* sin2);                                        \
-    void embedding_bwd_cols(const int32_t* ids, const float* dout, float* dW, int64_t N,         \
-                            int64_t C, int64_t c0, int64_t c1);                                  \
-    void add(const float* a, const float* b, float* y, int64_t n);                               \
-    }                                                                                            \
+#define PYLM_TRAIN_POINTWISE_DECLARE(ns)                                                   \
+    namespace ns {                                                                         \
+    namespace train {                                                                      \
+    void swiglu_fwd(const float* gu, float* h, int64_t N, int64_t F);                      \
+    void swiglu_bwd(const float* gu, const float* dh, float* dgu, int64_t N, int64_t F);   \
+    void rope_rows(float* x, int64_t ld, int64_t R, int64_t pos0, int64_t T, int H, int D, \
+                   const float* cos2, const float* sin2);                                  \
+    void embedding_bwd_cols(const int32_t* ids, const float* dout, float* dW, int64_t N,   \
+                            int64_t C, int64_t c0, int64_t c1);                            \
+    void add(const float* a, const float* b, float* y, int64_t n);                         \
+    }                                                                                      \
     }
 PYLM_TRAIN_POINTWISE_DECLARE(ref)
 PYLM_TRAIN_POINTWISE_DECLARE(avx2)

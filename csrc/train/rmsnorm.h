@@ -26,14 +26,14 @@ void rmsnorm_bwd(const float* x, const float* w, const float* rstd, const float*
 
 // ---- per-ISA kernels over a range of rows (single-threaded) ----
 // rmsnorm_bwd_rows adds this range's dw contribution into dw_part [C].
-#define PYLM_TRAIN_RMSNORM_DECLARE(ns)                                                       \
-    namespace ns {                                                                           \
-    namespace train {                                                                        \
-    void rmsnorm_fwd(const float* x, const float* w, float* y, float* rstd, int64_t R,       \
-                     int64_t C, float eps);                                                  \
-    void rmsnorm_bwd_rows(const float* x, const float* w, const float* rstd, const float* dy, \
-                          float* dx, float* dw_part, int64_t R, int64_t C);                  \
-    }                                                                                        \
+#define PYLM_TRAIN_RMSNORM_DECLARE(ns)                                                            \
+    namespace ns {                                                                                \
+    namespace train {                                                                             \
+    void rmsnorm_fwd(const float* x, const float* w, float* y, float* rstd, int64_t R, int64_t C, \
+                     float eps);                                                                  \
+    void rmsnorm_bwd_rows(const float* x, const float* w, const float* rstd, const float* dy,     \
+                          float* dx, float* dw_part, int64_t R, int64_t C);                       \
+    }                                                                                             \
     }
 PYLM_TRAIN_RMSNORM_DECLARE(ref)
 PYLM_TRAIN_RMSNORM_DECLARE(avx2)

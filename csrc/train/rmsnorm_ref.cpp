@@ -19,8 +19,8 @@ void rmsnorm_fwd(const float* x, const float* w, float* y, float* rstd, int64_t 
     }
 }
 
-void rmsnorm_bwd_rows(const float* x, const float* w, const float* rstd, const float* dy,
-                      float* dx, float* dw_part, int64_t R, int64_t C) {
+void rmsnorm_bwd_rows(const float* x, const float* w, const float* rstd, const float* dy, float* dx,
+                      float* dw_part, int64_t R, int64_t C) {
     for (int64_t r = 0; r < R; ++r) {
         const float* xr = x + r * C;    // [C]
         const float* dyr = dy + r * C;  // [C]

@@ -31,8 +31,8 @@ static inline vf vf_mul(vf a, vf b) { return _mm256_mul_ps(a, b); }
 static inline vf vf_div(vf a, vf b) { return _mm256_div_ps(a, b); }
 static inline vf vf_sqrt(vf a) { return _mm256_sqrt_ps(a); }
 static inline vf vf_max(vf a, vf b) { return _mm256_max_ps(a, b); }
-static inline vf vf_fma(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }   // a*b + c
-static inline vf vf_fnma(vf a, vf b, vf c) { return _mm256_fnmadd_ps(a, b, c); } // c - a*b
+static inline vf vf_fma(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }    // a*b + c
+static inline vf vf_fnma(vf a, vf b, vf c) { return _mm256_fnmadd_ps(a, b, c); }  // c - a*b
 static inline vf vf_exp(vf x) { return vm_exp(x); }
 // (v0, v1, v2, v3, ...) -> (v1, v0, v3, v2, ...): adjacent pairs swapped (RoPE).
 static inline vf vf_swap_pairs(vf v) { return _mm256_permute_ps(v, 0xB1); }
@@ -44,8 +44,7 @@ static inline vmask vf_tail(int64_t n) { return vm_tail_mask(n); }
 // Masked load: lanes outside the mask read as 0 (vf_maskload) or as `fill`.
 static inline vf vf_maskload(const float* p, vmask m) { return _mm256_maskload_ps(p, m); }
 static inline vf vf_maskload_fill(const float* p, vmask m, float fill) {
-    return _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m),
-                            _mm256_castsi256_ps(m));
+    return _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));
 }
 // Lanes outside the mask set to 0.
 static inline vf vf_keep(vf v, vmask m) { return _mm256_and_ps(v, _mm256_castsi256_ps(m)); }

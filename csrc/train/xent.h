@@ -20,12 +20,12 @@ void softmax_xent(float* z, const int32_t* t, float* loss, int64_t N, int64_t V,
 
 }  // namespace train
 
-#define PYLM_TRAIN_XENT_DECLARE(ns)                                                        \
-    namespace ns {                                                                         \
-    namespace train {                                                                      \
-    void softmax_xent(float* z, const int32_t* t, float* loss, int64_t N, int64_t V,       \
-                      float grad_scale, bool grad);                                        \
-    }                                                                                      \
+#define PYLM_TRAIN_XENT_DECLARE(ns)                                                  \
+    namespace ns {                                                                   \
+    namespace train {                                                                \
+    void softmax_xent(float* z, const int32_t* t, float* loss, int64_t N, int64_t V, \
+                      float grad_scale, bool grad);                                  \
+    }                                                                                \
     }
 PYLM_TRAIN_XENT_DECLARE(ref)
 PYLM_TRAIN_XENT_DECLARE(avx2)

@@ -97,16 +97,17 @@ def run(args) -> int:
     h0 = unigram_entropy(train_tok)
     log(f"data: {len(tokens):,} tokens ({len(text) / max(1, len(tokens)):.2f} chars/token), "
         f"{len(train_tok):,} train / {len(val_tok):,} validation; unigram entropy {h0:.3f} nats")
-    hyper = dict(batch_size=args.batch, lr=args.lr, min_lr=args.min_lr, warmup=args.warmup,
-                 max_steps=args.steps, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
-                 eval_every=args.eval_every, eval_batches=args.eval_batches,
-                 patience=args.patience or None, seed=args.seed)
+    hyper = {"batch_size": args.batch, "lr": args.lr, "min_lr": args.min_lr,
+             "warmup": args.warmup, "max_steps": args.steps, "weight_decay": args.weight_decay,
+             "grad_clip": args.grad_clip, "eval_every": args.eval_every,
+             "eval_batches": args.eval_batches, "patience": args.patience or None,
+             "seed": args.seed}
     if resuming:
         tr = Trainer.resume(ckpt, train_tok, val_tok, tokenizer=tok, threads=args.threads,
                             progress=not args.quiet, max_steps=args.steps)
         log(f"resumed {ckpt} at step {tr.step_num}")
     else:
-        ffn = args.ffn or int(round(8 * args.d_model / 3 / 16)) * 16
+        ffn = args.ffn or round(8 * args.d_model / 3 / 16) * 16
         cfg = LlamaConfig(vocab=int(tok.n_vocab), d_model=args.d_model, n_layers=args.layers,
                           n_heads=args.heads, n_kv_heads=args.kv_heads, ffn=ffn,
                           context=args.context, rope_base=args.rope_base,

@@ -19,5 +19,18 @@ from .model import LlamaModel
 from .optim import AdamW, cosine_lr
 from .trainer import TrainArgs, Trainer
 
-__all__ = ["ops", "LlamaConfig", "LlamaModel", "Trainer", "TrainArgs", "AdamW", "cosine_lr",
-           "ByteTokenizer", "Windows", "make_tokenizer", "split", "tokenize", "export_gguf"]
+__all__ = [
+    "AdamW",
+    "ByteTokenizer",
+    "LlamaConfig",
+    "LlamaModel",
+    "TrainArgs",
+    "Trainer",
+    "Windows",
+    "cosine_lr",
+    "export_gguf",
+    "make_tokenizer",
+    "ops",
+    "split",
+    "tokenize",
+]

@@ -40,7 +40,7 @@ class _Acts:
     def __init__(self, cfg: LlamaConfig, B: int, T: int):
         N, C, L, F = B * T, cfg.d_model, cfg.n_layers, cfg.ffn
         HD = cfg.n_heads * cfg.head_dim
-        z = lambda *s: np.zeros(s, np.float32)  # noqa: E731
+        z = lambda *s: np.zeros(s, np.float32)
         self.B, self.T, self.N = B, T, N
         self.res = [z(N, C) for _ in range(L + 1)]  # x_l, the residual stream into layer l
         self.mid = [z(N, C) for _ in range(L)]      # m_l

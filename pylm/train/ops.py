@@ -22,9 +22,25 @@ from .. import _core
 _t = _core.train
 
 __all__ = [
-    "rmsnorm_fwd", "rmsnorm_bwd", "linear_fwd", "linear_bwd", "attention_fwd", "attention_bwd",
-    "rope_tables", "rope", "swiglu_fwd", "swiglu_bwd", "embedding_fwd", "embedding_bwd",
-    "softmax_xent", "add", "sq_err", "adamw", "sgd", "sum_squares", "scale",
+    "adamw",
+    "add",
+    "attention_bwd",
+    "attention_fwd",
+    "embedding_bwd",
+    "embedding_fwd",
+    "linear_bwd",
+    "linear_fwd",
+    "rmsnorm_bwd",
+    "rmsnorm_fwd",
+    "rope",
+    "rope_tables",
+    "scale",
+    "sgd",
+    "softmax_xent",
+    "sq_err",
+    "sum_squares",
+    "swiglu_bwd",
+    "swiglu_fwd",
 ]
 
 
