@@ -76,3 +76,18 @@ def test_exported_bpe_model_runs_in_pylm_and_llama_cpp(corpus, tmp_path):
     llama_cpp = pytest.importorskip("llama_cpp")
     ref = llama_cpp.Llama(str(out), vocab_only=True, verbose=False)
     assert ref.tokenize(text.encode(), add_bos=False) == ids
+
+
+def test_train_cli_fine_tunes_a_gguf(corpus, tmp_path):
+    from pylm.train import ByteTokenizer, LlamaConfig, LlamaModel
+    from pylm.train.export import export_gguf
+
+    cfg = LlamaConfig(vocab=257, d_model=32, n_layers=2, n_heads=2, ffn=48, context=32)
+    base = export_gguf(LlamaModel(cfg, seed=2), tmp_path / "base.gguf", ByteTokenizer())
+    out = tmp_path / "ft.gguf"
+    assert run_cli("--data", str(corpus), "--init", str(base), "--trainable", "blk.1.*",
+                   "--context", "32", "--batch", "2", "--steps", "3", "--threads", "1",
+                   "--out", str(out), "-q") == 0
+    a, b = pylm.gguf.GGUFFile(base), pylm.gguf.GGUFFile(out)
+    assert bytes(a.tensor_data("blk.0.attn_q.weight")) == bytes(b.tensor_data("blk.0.attn_q.weight"))
+    assert bytes(a.tensor_data("blk.1.attn_q.weight")) != bytes(b.tensor_data("blk.1.attn_q.weight"))

@@ -3,6 +3,7 @@
     pylm train --data corpus.txt --vocab-size 4096 --layers 4 --d-model 256 --out model.gguf
     pylm train --data corpus.txt --tokenizer base.gguf --steps 3000 --time-limit 600 ...
     pylm train --data corpus.txt --checkpoint run.ckpt.npz --resume ...   # continue a run
+    pylm train --data chat.txt --init SmolLM2-135M-Instruct.Q4_1.gguf --trainable 'blk.29.*' ...
 
 Trains (or reads) a BPE tokenizer, tokenizes the text, holds out the last --val-fraction
 for validation, trains with AdamW (warm-up + cosine LR, gradient clipping), evaluates every
@@ -30,6 +31,10 @@ def register(subparsers) -> None:
     d.add_argument("--tokenizer", help="take the tokenizer from this GGUF (or tokenizer JSON)")
     d.add_argument("--vocab-size", type=int, default=4096, help="BPE vocabulary to train (4096)")
     d.add_argument("--val-fraction", type=float, default=0.05, help="held-out tail (0.05)")
+    d.add_argument("--init", help="fine-tune this llama GGUF (weights dequantized to float32; "
+                   "its tokenizer and shape are used, the model options are ignored)")
+    d.add_argument("--trainable", nargs="+", metavar="GLOB", help="train only these parameters "
+                   "(e.g. 'blk.2*.*' '*norm.weight'); default all")
     m = p.add_argument_group("model")
     m.add_argument("--layers", type=int, default=4)
     m.add_argument("--d-model", type=int, default=256)
@@ -74,7 +79,7 @@ def unigram_entropy(tokens: np.ndarray) -> float:
 
 
 def run(args) -> int:
-    from ..train import LlamaConfig, Trainer, make_tokenizer, split, tokenize
+    from ..train import LlamaConfig, LlamaModel, Trainer, make_tokenizer, split, tokenize
 
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
     text = Path(args.data).read_text(encoding="utf-8", errors="replace")
@@ -84,8 +89,13 @@ def run(args) -> int:
     ckpt = Path(args.checkpoint) if args.checkpoint else out.with_suffix(".ckpt.npz")
     t0 = time.perf_counter()
     resuming = args.resume and ckpt.exists()
-    tok = None
-    if not resuming:
+    tok = init_model = None
+    if args.init and not resuming:
+        init_model, tok = LlamaModel.from_gguf(args.init, args.context, args.threads)
+        if tok is None:
+            raise ValueError(f"train: {args.init} has no tokenizer")
+        log(f"fine-tuning {args.init}: {init_model.config}")
+    elif not resuming:
         tok = make_tokenizer(text, args.tokenizer, args.vocab_size, progress=not args.quiet)
         log(f"tokenizer: {tok.n_vocab} tokens ({time.perf_counter() - t0:.1f}s)")
     else:
@@ -101,11 +111,14 @@ def run(args) -> int:
              "warmup": args.warmup, "max_steps": args.steps, "weight_decay": args.weight_decay,
              "grad_clip": args.grad_clip, "eval_every": args.eval_every,
              "eval_batches": args.eval_batches, "patience": args.patience or None,
-             "seed": args.seed}
+             "seed": args.seed, "trainable": args.trainable}
     if resuming:
         tr = Trainer.resume(ckpt, train_tok, val_tok, tokenizer=tok, threads=args.threads,
                             progress=not args.quiet, max_steps=args.steps)
         log(f"resumed {ckpt} at step {tr.step_num}")
+    elif init_model is not None:
+        tr = Trainer(init_model.config, train_tok, val_tok, tokenizer=tok, threads=args.threads,
+                     checkpoint=ckpt, progress=not args.quiet, model=init_model, **hyper)
     else:
         ffn = args.ffn or round(8 * args.d_model / 3 / 16) * 16
         cfg = LlamaConfig(vocab=int(tok.n_vocab), d_model=args.d_model, n_layers=args.layers,

@@ -6,8 +6,8 @@ Training's fused projections are split back: attn_qkv -> attn_q, attn_k, attn_v 
 ffn_gate_up -> ffn_gate, ffn_up. RoPE needs no permutation: training already rotates adjacent
 pairs, GGUF llama's convention ("normal" RoPE).
 
-Weight types: "F32", "F16", or a block quantization the gguf package implements ("Q8_0",
-"Q4_0", "Q4_K", ...). Norm weights always stay F32 (llama.cpp requires it), and a matrix whose
+Weight types: "F32", "F16", or a block quantization of pylm.ops.quantize ("Q8_0", "Q4_0",
+"Q4_K", ...). Norm weights always stay F32 (llama.cpp requires it), and a matrix whose
 row length is not a multiple of the block size falls back to F16, as llama.cpp's quantizer does.
 """
 
@@ -19,10 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from ..gguf_write import write
+from ..ops import quantize
 from .model import LlamaModel
 
 _FILE_TYPE = {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q5_0": 8, "Q5_1": 9,
               "Q2_K": 10, "Q3_K": 11, "Q4_K": 15, "Q5_K": 17, "Q6_K": 18}
+
+
+_EMPTY_DTYPES = {"token_type": np.int32, "scores": np.float32}
 
 
 def _block_size(qtype: str) -> int:
@@ -45,7 +49,7 @@ def gguf_tensors(model: LlamaModel, dtype: str = "F32") -> dict:
             return w
         if dtype == "F16" or w.shape[-1] % block:
             return w.astype(np.float16)
-        return (w, dtype)
+        return (quantize(w, dtype), dtype)  # pylm's native quantizer: raw GGUF blocks
 
     H, Hkv, D, F = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.ffn
     out = {"token_embd.weight": mat(p["token_embd.weight"])}
@@ -95,6 +99,8 @@ def gguf_metadata(model: LlamaModel, tokenizer=None, dtype: str = "F32",
         for k, v in tmeta.items():
             if k.endswith("_token_id") and isinstance(v, (int, np.integer)) and not isinstance(v, bool):
                 v = u32(v)
+            elif isinstance(v, (list, tuple)) and not v:  # typed empty arrays (no merges)
+                v = np.array([], dtype=_EMPTY_DTYPES.get(k.rsplit(".", 1)[-1], str))
             meta[k] = v
     return meta
 

@@ -64,6 +64,7 @@ class _Acts:
         self.dqkv = z(N, cfg.qkv_dim)
         self.dact = z(N, F)
         self.dgu = z(N, 2 * F)
+        self.dnorm = z(C)  # gradient sink for frozen norm weights
         self.cos, self.sin = rope_tables(T, cfg.head_dim, cfg.rope_base)
         self.ids = np.zeros(N, np.int32)
         self.targets = np.zeros(N, np.int32)
@@ -84,9 +85,19 @@ class LlamaModel:
         self.params = params if params is not None else init_params(config, seed)
         self.grads = ParamBuffer(config)
         self.threads = int(threads or 0)
+        # Parameters without gradients (fine-tuning a subset): their dW GEMMs are skipped.
+        self.frozen: set[str] = set()
         self._acts: _Acts | None = None
         self._have_fwd = False
         self.scale = 1.0 / math.sqrt(config.head_dim)
+
+    @classmethod
+    def from_gguf(cls, path, context: int | None = None, threads: int | None = None):
+        """(model, tokenizer) from a llama GGUF, dequantized to float32 (fine-tuning)."""
+        from .import_gguf import load_gguf
+
+        cfg, params, tok = load_gguf(path, context)
+        return cls(cfg, params=params, threads=threads), tok
 
     @property
     def n_params(self) -> int:
@@ -155,31 +166,40 @@ class LlamaModel:
         if not self._have_fwd:
             raise RuntimeError("backward() needs a preceding forward(ids, targets, grad=True)")
         self._have_fwd = False
-        cfg, p, g, a, th = self.config, self.params, self.grads, self._acts, self.threads
+        cfg, p, a, th = self.config, self.params, self._acts, self.threads
         H, Hkv, D, L, T, B = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.n_layers, a.T, a.B
+        frozen, dummy = self.frozen, a.dnorm
+
+        def g(name):  # the gradient buffer, or None / a scratch one when frozen
+            if name not in frozen:
+                return self.grads[name]
+            return dummy if name.endswith("norm.weight") else None
+
+        out_name = "token_embd.weight" if cfg.tie_embeddings else "output.weight"
         # logits = hf Wout^T (a.logits now holds dlogits)
-        _t.linear_bwd(a.hf, p.output_weight(), a.logits, a.dh, g.output_weight(), None, False, th)
+        _t.linear_bwd(a.hf, p.output_weight(), a.logits, a.dh, g(out_name), None, False, th)
         a.dres.fill(0.0)
         _t.rmsnorm_bwd(a.res[L], p["output_norm.weight"], a.rstdf, a.dh, a.dres,
-                       g["output_norm.weight"], th)
+                       g("output_norm.weight"), th)
         for li in reversed(range(L)):
             w = f"blk.{li}."
             # x_l+1 = m_l + swiglu(rmsnorm(m_l) Wgu^T) Wdown^T; dres = d x_l+1
             _t.linear_bwd(a.act[li], p[w + "ffn_down.weight"], a.dres, a.dact,
-                          g[w + "ffn_down.weight"], None, False, th)
+                          g(w + "ffn_down.weight"), None, False, th)
             _t.swiglu_bwd(a.gu[li], a.dact, a.dgu, th)
             _t.linear_bwd(a.h2[li], p[w + "ffn_gate_up.weight"], a.dgu, a.dh,
-                          g[w + "ffn_gate_up.weight"], None, False, th)
+                          g(w + "ffn_gate_up.weight"), None, False, th)
             _t.rmsnorm_bwd(a.mid[li], p[w + "ffn_norm.weight"], a.rstd2[li], a.dh, a.dres,
-                           g[w + "ffn_norm.weight"], th)
+                           g(w + "ffn_norm.weight"), th)
             # m_l = x_l + attention(rope(rmsnorm(x_l) Wqkv^T)) Wo^T; dres = d m_l
             _t.linear_bwd(a.att[li], p[w + "attn_output.weight"], a.dres, a.datt,
-                          g[w + "attn_output.weight"], None, False, th)
+                          g(w + "attn_output.weight"), None, False, th)
             _t.attention_bwd(a.qkv[li], a.att[li], a.lse[li], a.datt, a.dqkv, B, T, H, Hkv,
                              self.scale, th)
             _t.rope(a.dqkv, T, H + Hkv, D, a.cos, a.sin, True, th)
             _t.linear_bwd(a.h1[li], p[w + "attn_qkv.weight"], a.dqkv, a.dh,
-                          g[w + "attn_qkv.weight"], None, False, th)
+                          g(w + "attn_qkv.weight"), None, False, th)
             _t.rmsnorm_bwd(a.res[li], p[w + "attn_norm.weight"], a.rstd1[li], a.dh, a.dres,
-                           g[w + "attn_norm.weight"], th)
-        _t.embedding_bwd(a.ids, a.dres, g["token_embd.weight"], th)
+                           g(w + "attn_norm.weight"), th)
+        if g("token_embd.weight") is not None:
+            _t.embedding_bwd(a.ids, a.dres, g("token_embd.weight"), th)

@@ -42,10 +42,11 @@ def clip_scale(norm: float, max_norm: float | None) -> float:
 
 class AdamW:
     """AdamW with decoupled weight decay on the matrices only (the ParamBuffer's prefix
-    [0, n_decay)); norm weights are not decayed. Moments live in two flat buffers."""
+    [0, n_decay)); norm weights are not decayed. Moments live in two flat buffers.
+    `trainable` (parameter names; default all) restricts the updates: the others stay fixed."""
 
     def __init__(self, params: ParamBuffer, betas=(0.9, 0.95), eps: float = 1e-8,
-                 weight_decay: float = 0.1, threads: int = 0):
+                 weight_decay: float = 0.1, threads: int = 0, trainable=None):
         self.params = params
         self.beta1, self.beta2 = float(betas[0]), float(betas[1])
         self.eps, self.weight_decay = float(eps), float(weight_decay)
@@ -53,14 +54,29 @@ class AdamW:
         self.v = np.zeros_like(params.data)
         self.t = 0
         self.threads = threads
+        self.segments = self._segments(set(params) if trainable is None else set(trainable))
+
+    def _segments(self, names: set) -> list[tuple[int, int, float]]:
+        """Contiguous [start, end) ranges of trainable parameters with their weight decay."""
+        p, segs = self.params, []
+        for name in p:  # buffer order
+            if name not in names:
+                continue
+            a = p.offsets[name]
+            b = a + p[name].size
+            wd = self.weight_decay if a < p.n_decay else 0.0
+            if segs and segs[-1][1] == a and segs[-1][2] == wd:
+                segs[-1] = (segs[-1][0], b, wd)
+            else:
+                segs.append((a, b, wd))
+        return segs
 
     def step(self, grads: ParamBuffer, lr: float, grad_scale: float = 1.0) -> None:
         """One update with gradients multiplied by grad_scale (clipping)."""
         self.t += 1
-        k = self.params.n_decay
         p, g, m, v = self.params.data, grads.data, self.m, self.v
-        for sl, wd in ((slice(0, k), self.weight_decay), (slice(k, None), 0.0)):
-            _t.adamw(p[sl], g[sl], m[sl], v[sl], lr, self.beta1, self.beta2, self.eps, wd,
+        for a, b, wd in self.segments:
+            _t.adamw(p[a:b], g[a:b], m[a:b], v[a:b], lr, self.beta1, self.beta2, self.eps, wd,
                      self.t, grad_scale, self.threads)
 
     def state_dict(self) -> dict:

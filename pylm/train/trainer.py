@@ -14,6 +14,7 @@ True
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import json
 import math
 import os
@@ -49,6 +50,7 @@ class TrainArgs:
     patience: int | None = 5         # evaluations without improvement before stopping
     min_delta: float = 1e-3
     seed: int = 0
+    trainable: list[str] | None = None  # glob patterns of parameters to train (None: all)
 
     def __post_init__(self):
         if self.min_lr is None:
@@ -77,7 +79,8 @@ class Trainer:
         threads: native threads (None: pylm's default).
         checkpoint: path written at every evaluation and at the end of fit().
         progress: draw a progress line on stderr.
-        **hyper: TrainArgs fields (batch_size, lr, max_steps, ...).
+        model: start from this LlamaModel (e.g. LlamaModel.from_gguf) instead of a fresh one.
+        **hyper: TrainArgs fields (batch_size, lr, max_steps, trainable, ...).
     """
 
     def __init__(self, config: LlamaConfig, train_data, val_data=None, *, tokenizer=None,
@@ -90,8 +93,17 @@ class Trainer:
         self.tokenizer = tokenizer
         self.model = model or LlamaModel(config, seed=self.args.seed, threads=threads)
         a = self.args
+        names = list(self.model.params)
+        if a.trainable is not None:
+            train_names = [n for n in names if any(fnmatch.fnmatchcase(n, pat) for pat in a.trainable)]
+            if not train_names:
+                raise ValueError(f"trainable={a.trainable} matches no parameter (names like "
+                                 f"{names[1]!r}, {names[-1]!r})")
+            self.model.frozen = set(names) - set(train_names)
+        else:
+            train_names = names
         self.opt = AdamW(self.model.params, (a.beta1, a.beta2), weight_decay=a.weight_decay,
-                         threads=self.model.threads)
+                         threads=self.model.threads, trainable=train_names)
         self.rng = np.random.default_rng(a.seed)
         self.checkpoint = Path(checkpoint) if checkpoint else None
         self.progress = progress
