@@ -122,6 +122,7 @@ def main() -> int:
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    load0 = os.getloadavg()
     cfg = LlamaConfig(vocab=args.vocab, d_model=args.d_model, n_layers=args.layers,
                       n_heads=args.heads, n_kv_heads=args.kv_heads, ffn=args.ffn,
                       context=args.context)
@@ -169,8 +170,13 @@ def main() -> int:
               f"{100 * r['frac_fma_peak']:4.1f}% of FMA peak")
     if theirs:
         out["ratio"] = out["torch"]["median_s"] / out["pylm"]["median_s"]
-        print(f"pylm / torch tokens/s: {out['ratio']:.2f}x  (first losses: pylm "
-              f"{losses['pylm'][0]:.4f}, torch {losses['torch'][0]:.4f})")
+        out["ratio_min"] = out["torch"]["min_s"] / out["pylm"]["min_s"]
+        print(f"pylm / torch tokens/s: {out['ratio']:.2f}x (medians), {out['ratio_min']:.2f}x "
+              f"(best steps)  (first losses: pylm {losses['pylm'][0]:.4f}, torch "
+              f"{losses['torch'][0]:.4f})")
+    out["loadavg"] = [load0, os.getloadavg()]
+    print(f"load average before / after: {load0[0]:.2f} / {os.getloadavg()[0]:.2f} "
+          f"(a busy machine slows both sides, torch's OpenMP threads more)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)

@@ -85,8 +85,9 @@ def test_windows_and_split():
     w = Windows(tr, 8)
     ids, tg = w.sample(5, np.random.default_rng(0))
     assert ids.shape == tg.shape == (5, 8) and np.array_equal(tg, ids + 1)
-    seq = list(w.sequential(4))
-    assert sum(x.shape[0] for x, _ in seq) == (90 - 1) // 8
+    seq = list(w.sequential(4))  # 11 windows: 2 full batches, the partial one dropped
+    assert [x.shape[0] for x, _ in seq] == [4, 4]
+    assert [x.shape[0] for x, _ in Windows(tr, 40).sequential(4)] == [2]  # only a partial one
     assert np.array_equal(seq[0][0][1], np.arange(8, 16))
     with pytest.raises(ValueError, match="at least T \\+ 1 = 9 tokens"):
         Windows(tok[:8], 8)

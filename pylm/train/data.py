@@ -125,8 +125,11 @@ class Windows:
         return np.ascontiguousarray(w[:, :-1]), np.ascontiguousarray(w[:, 1:])
 
     def sequential(self, B: int, max_batches: int | None = None):
-        """Non-overlapping windows in order, B at a time (the last batch may be smaller)."""
+        """Non-overlapping windows in order, B at a time. A last partial batch is dropped
+        unless it is the only one (a new batch shape would mean new activation buffers)."""
         n = (len(self.tokens) - 1) // self.T
+        if n >= B:
+            n = n // B * B
         starts = np.arange(n) * self.T
         for i, b in enumerate(range(0, n, B)):
             if max_batches is not None and i >= max_batches:

@@ -107,6 +107,7 @@ class Trainer:
         self.rng = np.random.default_rng(a.seed)
         self.checkpoint = Path(checkpoint) if checkpoint else None
         self.progress = progress
+        self._tty = sys.stderr.isatty()
         self.step_num = 0
         self.history = {"step": [], "loss": [], "lr": [], "grad_norm": [], "tokens_per_s": [],
                         "val_step": [], "val_loss": []}
@@ -167,8 +168,9 @@ class Trainer:
             last = self.step_num >= end or timed_out
             if self.step_num % a.eval_every == 0 or last:
                 self._eval_and_checkpoint()
-            if self.progress:
-                self._draw(r, end, tps_avg, newline=self.step_num % a.eval_every == 0 or last)
+            newline = self.step_num % a.eval_every == 0 or last
+            if self.progress and (newline or self._tty):  # logs get one line per evaluation
+                self._draw(r, end, tps_avg, newline=newline)
             if timed_out:
                 break
         if restore_best and self.best_params is not None:
