@@ -212,6 +212,17 @@ def test_rope(isa):
     np.testing.assert_allclose(ops.rope(y, T, Hr, D, cos, sin, inverse=True), x, atol=1e-6)
 
 
+def test_rope_threads_agree(isa):
+    r = rng("rope-threads")
+    B, T, H, D = 3, 64, 6, 32  # several row chunks: runs on every worker
+    x = r.standard_normal((B * T, H * D + 16)).astype(np.float32)
+    cos, sin = ops.rope_tables(T, D)
+    y1 = ops.rope(x.copy(), T, H, D, cos, sin, threads=1)
+    y3 = ops.rope(x.copy(), T, H, D, cos, sin, threads=3)
+    assert np.array_equal(y1, y3)
+    np.testing.assert_allclose(y1, rope_ref(x.astype(np.float64), T, H, D, 10000.0), atol=2e-5)
+
+
 def test_rope_tables_match_engine_formula():
     cos, sin = ops.rope_tables(300, 64, base=10000.0)
     ang = 299 * 10000.0 ** (-2.0 * 31 / 64)
@@ -328,3 +339,27 @@ def test_errors_name_the_value():
     with pytest.raises(ValueError, match="step must be >= 1, got 0"):
         ops.adamw(np.zeros(2, np.float32), np.zeros(2, np.float32), np.zeros(2, np.float32),
                   np.zeros(2, np.float32), 0.1, 0)
+
+
+def test_row_ops_threads_agree(isa):
+    """Shapes with many row chunks, so every worker thread runs: results equal 1 thread's."""
+    r = rng("threads")
+    gu = r.standard_normal((300, 2 * 96)).astype(np.float32)
+    dh = r.standard_normal((300, 96)).astype(np.float32)
+    for th in (1, 3):
+        h, dgu = ops.swiglu_fwd(gu, threads=th), ops.swiglu_bwd(gu, dh, threads=th)
+        if th == 1:
+            h1, dgu1 = h, dgu
+    assert np.array_equal(h, h1) and np.array_equal(dgu, dgu1)
+    z = r.standard_normal((100, 700)).astype(np.float32)
+    t = r.integers(0, 700, 100).astype(np.int32)
+    g1, g3 = z.copy(), z.copy()
+    l1, l3 = ops.softmax_xent(g1, t, threads=1), ops.softmax_xent(g3, t, threads=3)
+    assert np.array_equal(l1, l3) and np.array_equal(g1, g3)
+    x = r.standard_normal((200, 64)).astype(np.float32)
+    w = r.standard_normal(64).astype(np.float32)
+    (y1, s1), (y3, s3) = ops.rmsnorm_fwd(x, w, threads=1), ops.rmsnorm_fwd(x, w, threads=3)
+    assert np.array_equal(y1, y3) and np.array_equal(s1, s3)
+    d1 = ops.rmsnorm_bwd(x, w, s1, y1, threads=1)
+    d3 = ops.rmsnorm_bwd(x, w, s1, y1, threads=3)
+    assert np.array_equal(d1[0], d3[0]) and np.array_equal(d1[1], d3[1])

@@ -11,19 +11,29 @@
 namespace pylm {
 namespace train {
 
+namespace {
+// Per-thread scratch reused across calls: a fresh vector of a few hundred KiB per call would be
+// a fresh mmap, page faults and kernel page clearing every step.
+float* scratch(size_t floats) {
+    thread_local std::vector<float> buf;
+    if (buf.size() < floats) buf.resize(floats);
+    return buf.data();
+}
+}  // namespace
+
 void attention_fwd(const AttnShape& s, const float* q, const float* k, const float* v, float* o,
                    float* lse, int nthreads) {
     if (s.B <= 0 || s.T <= 0 || s.H <= 0) return;
     const int G = s.H / s.Hkv;
     parallel_for(s.B * s.H, 1, nthreads, [&](int64_t b0, int64_t e0, int) {
-        std::vector<float> scratch(static_cast<size_t>(attn_fwd_scratch(s.T, s.D)));
+        float* buf = scratch(static_cast<size_t>(attn_fwd_scratch(s.T, s.D)));
         for (int64_t task = b0; task < e0; ++task) {
             const int64_t b = task / s.H;
             const int h = static_cast<int>(task % s.H), kvh = h / G;
             const int64_t row0 = b * s.T;
             PYLM_DISPATCH(train::attn_fwd_head, s, q + row0 * s.ld + h * s.D,
                           k + row0 * s.ld + kvh * s.D, v + row0 * s.ld + kvh * s.D,
-                          o + row0 * s.ldo + h * s.D, lse + (b * s.H + h) * s.T, scratch.data());
+                          o + row0 * s.ldo + h * s.D, lse + (b * s.H + h) * s.T, buf);
         }
     });
 }
@@ -34,7 +44,7 @@ void attention_bwd(const AttnShape& s, const float* q, const float* k, const flo
     if (s.B <= 0 || s.T <= 0 || s.H <= 0) return;
     const int G = s.H / s.Hkv;
     parallel_for(s.B * s.Hkv, 1, nthreads, [&](int64_t b0, int64_t e0, int) {
-        std::vector<float> scratch(static_cast<size_t>(attn_bwd_scratch(s.T, s.D)));
+        float* buf = scratch(static_cast<size_t>(attn_bwd_scratch(s.T, s.D)));
         for (int64_t task = b0; task < e0; ++task) {
             const int64_t b = task / s.Hkv;
             const int kvh = static_cast<int>(task % s.Hkv), h0 = kvh * G;
@@ -43,8 +53,7 @@ void attention_bwd(const AttnShape& s, const float* q, const float* k, const flo
                           k + row0 * s.ld + kvh * s.D, v + row0 * s.ld + kvh * s.D,
                           o + row0 * s.ldo + h0 * s.D, lse + (b * s.H + h0) * s.T,
                           dout + row0 * s.ldo + h0 * s.D, dq + row0 * s.ld + h0 * s.D,
-                          dk + row0 * s.ld + kvh * s.D, dv + row0 * s.ld + kvh * s.D,
-                          scratch.data());
+                          dk + row0 * s.ld + kvh * s.D, dv + row0 * s.ld + kvh * s.D, buf);
         }
     });
 }

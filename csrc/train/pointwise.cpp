@@ -37,7 +37,11 @@ void rope(float* x, int64_t ld, int64_t N, int64_t T, int H, int D, const float*
           const float* sin, bool inverse, int nthreads) {
     if (N <= 0 || H <= 0 || D <= 0) return;
     const int half = D / 2;
-    std::vector<float> cos2(static_cast<size_t>(T * D)), sin2(static_cast<size_t>(T * D));
+    // Interleaved tables, kept per thread across calls (a new 2 x T x D allocation per call
+    // would be a fresh mmap for training contexts).
+    thread_local std::vector<float> cos2, sin2;
+    cos2.resize(static_cast<size_t>(T * D));
+    sin2.resize(static_cast<size_t>(T * D));
     const float sg = inverse ? -1.0f : 1.0f;
     for (int64_t t = 0; t < T; ++t)
         for (int i = 0; i < half; ++i) {
@@ -46,10 +50,13 @@ void rope(float* x, int64_t ld, int64_t N, int64_t T, int H, int D, const float*
             sin2[t * D + 2 * i] = -s;
             sin2[t * D + 2 * i + 1] = s;
         }
+    // NOTE: plain pointers into the caller's tables: inside the lambda, a worker thread naming
+    // cos2 would see its own (empty) thread_local instance.
+    const float* c2 = cos2.data();
+    const float* s2 = sin2.data();
     parallel_for(N, rows_grain(static_cast<int64_t>(H) * D), nthreads,
                  [&](int64_t b, int64_t e, int) {
-                     PYLM_DISPATCH(train::rope_rows, x + b * ld, ld, e - b, b, T, H, D, cos2.data(),
-                                   sin2.data());
+                     PYLM_DISPATCH(train::rope_rows, x + b * ld, ld, e - b, b, T, H, D, c2, s2);
                  });
 }
 
