@@ -174,3 +174,15 @@ def test_export_logits_match_llama_cpp(tmp_path):
     llm.eval(IDS)
     got = np.array(llm.scores[: len(IDS)])
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.abs(want).max())
+
+
+def test_export_q8_0_loads_in_llama_cpp(tmp_path):
+    llama_cpp = pytest.importorskip("llama_cpp")
+    m, _ = exported(tmp_path)
+    want = m.logits(np.array(IDS, np.int32))
+    _, path = exported(tmp_path, "Q8_0")
+    assert pylm.gguf.GGUFFile(path).tensors["blk.0.attn_q.weight"].qtype == "Q8_0"
+    llm = llama_cpp.Llama(str(path), logits_all=True, verbose=False, n_ctx=32, type_k=0, type_v=0)
+    llm.eval(IDS)
+    got = np.array(llm.scores[: len(IDS)])
+    assert np.abs(got - want).max() <= 4e-2 * np.abs(want).max()

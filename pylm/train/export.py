@@ -79,6 +79,7 @@ def gguf_metadata(model: LlamaModel, tokenizer=None, dtype: str = "F32",
         "general.architecture": "llama",
         "general.name": name,
         "general.file_type": u32(_FILE_TYPE[dtype.upper()]),
+        "general.quantization_version": u32(2),  # ggml's block formats (as llama.cpp writes)
         "llama.vocab_size": u32(cfg.vocab),
         "llama.context_length": u32(cfg.context),
         "llama.embedding_length": u32(cfg.d_model),
