@@ -10,7 +10,7 @@ import pytest
 
 import pylm
 from pylm.commands import train as train_cmd
-from pylm.train.corpus import python_docs_text
+from pylm.train.corpus import python_topics_text
 
 
 def run_cli(*argv: str) -> int:
@@ -23,7 +23,7 @@ def run_cli(*argv: str) -> int:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     path = tmp_path_factory.mktemp("corpus") / "docs.txt"
-    path.write_text(python_docs_text()[:60_000], encoding="utf-8")
+    path.write_text(python_topics_text()[:60_000], encoding="utf-8")
     return path
 
 

@@ -8,13 +8,15 @@
 
 Pieces: ops (native forward / backward ops), model (LlamaModel: forward / backward over a
 flat parameter buffer), optim (AdamW, clipping, schedule), data (tokenizer, windows),
-export (GGUF), trainer (the loop).
+export (GGUF out), import_gguf (a llama GGUF in, for fine-tuning), trainer (the loop),
+corpus (an offline English corpus: CPython's own documentation).
 """
 
 from . import ops
 from .config import LlamaConfig
 from .data import ByteTokenizer, Windows, make_tokenizer, split, tokenize
 from .export import export_gguf
+from .import_gguf import load_gguf
 from .model import LlamaModel
 from .optim import AdamW, cosine_lr
 from .trainer import TrainArgs, Trainer
@@ -29,6 +31,7 @@ __all__ = [
     "Windows",
     "cosine_lr",
     "export_gguf",
+    "load_gguf",
     "make_tokenizer",
     "ops",
     "split",
