@@ -12,4 +12,5 @@ void bind_attention(pybind11::module_& m);  // bind_attention.cpp: fused causal 
 void bind_bench(pybind11::module_& m);      // bind_bench.cpp: bandwidth / FMA-peak probes
 void bind_tokenizer(pybind11::module_& m);  // bind_tokenizer.cpp: native BPE encoder
 void bind_engine(pybind11::module_& m);     // bind_engine.cpp: the inference engine
+void bind_train(pybind11::module_& m);      // bind_train.cpp: training ops (forward + backward)
 }  // namespace pylm

@@ -12,4 +12,5 @@ PYBIND11_MODULE(_core, m) {
     pylm::bind_bench(m);
     pylm::bind_tokenizer(m);
     pylm::bind_engine(m);
+    pylm::bind_train(m);
 }
