@@ -39,11 +39,11 @@ void attention_bwd(const AttnShape& s, const float* q, const float* k, const flo
 // plus 16 so that the row stride is an odd number of cache lines (a power-of-two stride maps
 // all D rows of Kt onto a few L1 sets, and the score loop walks down them).
 inline int64_t attn_padded_T(int64_t T) { return (T + 15) / 16 * 16 + 16; }
-// Forward: Kt [D, Tp], V copied contiguous [Tp, D], scores [4, Tp]. Backward: Kt and Vt
+// Forward: Kt [D, Tp], V copied contiguous [Tp, D], scores [8, Tp]. Backward: Kt and Vt
 // [D, Tp], K contiguous [Tp, D], dK and dV accumulators [Tp, D], P and dS [16, Tp], delta [Tp].
 // (The strided rows of the fused qkv are a page apart each: the inner loops read and update
 // contiguous copies instead, and dK / dV are written out once at the end.)
-inline int64_t attn_fwd_scratch(int64_t T, int D) { return attn_padded_T(T) * (2 * D + 4); }
+inline int64_t attn_fwd_scratch(int64_t T, int D) { return attn_padded_T(T) * (2 * D + 8); }
 inline int64_t attn_bwd_scratch(int64_t T, int D) { return attn_padded_T(T) * (5 * D + 33); }
 
 }  // namespace train

@@ -27,12 +27,16 @@ void rmsnorm_bwd(const float* x, const float* w, const float* rstd, const float*
                  float* dw, int64_t R, int64_t C, int nthreads) {
     if (R <= 0 || C <= 0) return;
     const int64_t nchunks = (R + kRowChunk - 1) / kRowChunk;
-    std::vector<float> part(static_cast<size_t>(nchunks * C), 0.0f);  // [nchunks, C]
+    // Per-chunk dw partials [nchunks, C], kept per calling thread across calls: freeing it
+    // lets malloc trim the heap, and the next call faults fresh (huge) pages in again.
+    thread_local std::vector<float> part_buf;
+    part_buf.assign(static_cast<size_t>(nchunks * C), 0.0f);
+    float* part = part_buf.data();  // NOTE: a pointer; workers must not name the thread_local
     parallel_for(nchunks, 1, nthreads, [&](int64_t cb, int64_t ce, int) {
         for (int64_t c = cb; c < ce; ++c) {
             const int64_t b = c * kRowChunk, e = b + kRowChunk < R ? b + kRowChunk : R;
             PYLM_DISPATCH(train::rmsnorm_bwd_rows, x + b * C, w, rstd + b, dy + b * C, dx + b * C,
-                          part.data() + c * C, e - b, C);
+                          part + c * C, e - b, C);
         }
     });
     for (int64_t c = 0; c < nchunks; ++c)

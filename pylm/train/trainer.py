@@ -89,7 +89,10 @@ class Trainer:
         self.config = config
         self.args = TrainArgs(**hyper)
         self.train = _windows(train_data, config.context)
-        self.val = _windows(val_data, config.context) if val_data is not None and len(val_data) > config.context else None
+        if isinstance(val_data, Windows) or (val_data is not None and len(val_data) > config.context):
+            self.val = _windows(val_data, config.context)
+        else:  # absent, or too short for one window: no validation
+            self.val = None
         self.tokenizer = tokenizer
         self.model = model or LlamaModel(config, seed=self.args.seed, threads=threads)
         a = self.args
