@@ -5,6 +5,10 @@ llama-bench's method for both: pp = one batch of p random tokens, tg = n single-
 steps, KV cleared between repetitions, mean ± sd over r repetitions after a warm-up.
 
     python benchmarks/bench_e2e.py -m smollm2 -m gemma3-270m -t 2 [--json out.json]
+
+For a fair peer, build llama-cpp-python for this CPU (its default portable build may leave out
+AVX-512): CMAKE_ARGS="-DGGML_NATIVE=ON" pip install --no-binary :all: llama-cpp-python
+The llama.cpp row prints its own system info so the ISA it ran is on record.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ def bench_llama_cpp(path: str, threads: int, n_prompt: int, n_gen: int, reps: in
         from llama_cpp import Llama
     except ImportError:
         return None
+    import llama_cpp
+
+    print("llama.cpp:", llama_cpp.llama_print_system_info().decode().strip())
     llm = Llama(model_path=str(path), n_ctx=max(n_prompt + n_gen + 16, 512), n_threads=threads,
                 n_threads_batch=threads, n_batch=n_prompt, n_ubatch=n_prompt, verbose=False)
     rng = np.random.default_rng(seed)
