@@ -71,6 +71,7 @@ class Model:
         kv_blocks = max(1, -(-kv_tokens // block_size))
         self._engine = _core.Engine(self.config, weights, kv_blocks, block_size, int(threads or 0))
         self._tokenizer = None
+        self._eog: frozenset[int] | None = None
 
     # ---- metadata ----
     @property
@@ -113,6 +114,11 @@ class Model:
 
     def eog_ids(self) -> set[int]:
         """Token ids that end generation (EOS, EOT and end-of-turn markers)."""
+        if self._eog is None:
+            self._eog = frozenset(self._find_eog_ids())
+        return set(self._eog)
+
+    def _find_eog_ids(self) -> set[int]:
         ids = set()
         for key in ("tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"):
             v = self.metadata.get(key)
