@@ -23,9 +23,6 @@ from .sampling import SamplingParams
 
 KVPoolExhausted = _core.KVPoolExhausted
 
-# Pieces that end a turn in common chat formats (llama.cpp treats these as end-of-generation).
-_EOG_PIECES = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|endoftext|>", "<|end|>", "</s>", "<eos>")
-
 
 class Sequence:
     """One sequence in the model's paged KV cache."""
@@ -71,7 +68,6 @@ class Model:
         kv_blocks = max(1, -(-kv_tokens // block_size))
         self._engine = _core.Engine(self.config, weights, kv_blocks, block_size, int(threads or 0))
         self._tokenizer = None
-        self._eog: frozenset[int] | None = None
 
     # ---- metadata ----
     @property
@@ -113,22 +109,8 @@ class Model:
         return self.tokenizer.decode(list(ids))
 
     def eog_ids(self) -> set[int]:
-        """Token ids that end generation (EOS, EOT and end-of-turn markers)."""
-        if self._eog is None:
-            self._eog = frozenset(self._find_eog_ids())
-        return set(self._eog)
-
-    def _find_eog_ids(self) -> set[int]:
-        ids = set()
-        for key in ("tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"):
-            v = self.metadata.get(key)
-            if v is not None:
-                ids.add(int(v))
-        tokens = self.metadata.get("tokenizer.ggml.tokens")
-        if tokens is not None:
-            index = {t: i for i, t in enumerate(tokens) if t.startswith("<")}
-            ids.update(index[p] for p in _EOG_PIECES if p in index)
-        return ids
+        """Token ids that end generation (EOS, EOT and end-of-turn markers), as llama.cpp marks them."""
+        return set(self.tokenizer.eog_ids)
 
     # ---- sequences ----
     def new_sequence(self) -> Sequence:
