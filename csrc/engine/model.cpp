@@ -13,6 +13,7 @@
 #include "kernels/act.h"
 #include "kernels/nn.h"
 #include "quant/dequant.h"
+#include "quant/qdot.h"
 #include "quant/qmatmul.h"
 
 namespace pylm {
@@ -60,11 +61,28 @@ void Engine::embed(const int32_t* ids, int64_t n, float* x) {
     }
 }
 
-void Engine::linear(const float* x, int64_t M, const WeightRef& w, const WeightRef& bias, float* y) {
-    qmatmul(x, M, w.data, w.type, w.ne1, w.ne0, y, w.ne1, threads_);
-    if (bias) {
-        const float* b = static_cast<const float*>(bias.data);
-        for (int64_t m = 0; m < M; ++m) add_inplace(y + m * w.ne1, b, w.ne1);
+void Engine::linear(const float* x, int64_t M, std::initializer_list<Proj> projs) {
+    int have = -1;  // activation format currently in act_
+    int64_t stride = 0;
+    for (const Proj& p : projs) {
+        const WeightRef& w = *p.w;
+        const ActFormat f = act_format(w.type);
+        if (f == ActFormat::F32) {  // float weights read x directly
+            qmatmul_preq(reinterpret_cast<const uint8_t*>(x), w.ne0 * 4, M, w.data, w.type, w.ne1,
+                         w.ne0, p.y, w.ne1, threads_);
+        } else {
+            if (static_cast<int>(f) != have) {
+                stride = act_row_bytes(f, w.ne0);
+                act_.resize(static_cast<size_t>(M * stride));
+                qmatmul_quantize(x, M, w.ne0, w.type, act_.data(), threads_);
+                have = static_cast<int>(f);
+            }
+            qmatmul_preq(act_.data(), stride, M, w.data, w.type, w.ne1, w.ne0, p.y, w.ne1, threads_);
+        }
+        if (p.bias && *p.bias) {
+            const float* bias = static_cast<const float*>(p.bias->data);
+            for (int64_t m = 0; m < M; ++m) add_inplace(p.y + m * w.ne1, bias, w.ne1);
+        }
     }
 }
 
@@ -88,8 +106,8 @@ void Engine::attention(int il, const std::vector<int>& row_seq, const std::vecto
             a.table = kv_.block_table(row_seq[r]).data();
             a.kv_dim = kv_.kv_dim();
             a.kv_offset = static_cast<int64_t>(kvh) * D;
-            a.k_end = pos + 1;
-            a.k_begin = (L.sliding && cfg_.window > 0 && pos + 1 > cfg_.window) ? pos + 1 - cfg_.window : 0;
+            a.pos = pos;
+            a.window = L.sliding ? cfg_.window : 0;
             a.block_size = kv_.block_size();
             a.g = g;
             a.D = D;
@@ -151,9 +169,7 @@ int64_t Engine::forward(const std::vector<int>& seq_ids, const std::vector<std::
     for (int il = 0; il < cfg_.n_layer; ++il) {
         const LayerWeights& L = w_.layers[il];
         rmsnorm_f32(x.data(), static_cast<const float*>(L.attn_norm.data), h.data(), N, C, cfg_.eps, threads_);
-        linear(h.data(), N, L.wq, L.bq, q.data());
-        linear(h.data(), N, L.wk, L.bk, k.data());
-        linear(h.data(), N, L.wv, L.bv, v.data());
+        linear(h.data(), N, {{&L.wq, &L.bq, q.data()}, {&L.wk, &L.bk, k.data()}, {&L.wv, &L.bv, v.data()}});
         if (L.q_norm)
             rmsnorm_f32(q.data(), static_cast<const float*>(L.q_norm.data), q.data(), N * Hq, D, cfg_.eps, threads_);
         if (L.k_norm)
@@ -167,19 +183,18 @@ int64_t Engine::forward(const std::vector<int>& seq_ids, const std::vector<std::
             std::memcpy(kv_.v_row(il, row_seq[r], row_pos[r]), v.data() + r * kvdim, kvdim * sizeof(float));
         }
         attention(il, row_seq, row_pos, q.data(), att.data());
-        linear(att.data(), N, L.wo, L.bo, o.data());
+        linear(att.data(), N, {{&L.wo, &L.bo, o.data()}});
         if (L.post_attn_norm)
             rmsnorm_f32(o.data(), static_cast<const float*>(L.post_attn_norm.data), o.data(), N, C, cfg_.eps, threads_);
         add_inplace(x.data(), o.data(), N * C);
 
         rmsnorm_f32(x.data(), static_cast<const float*>(L.ffn_norm.data), h.data(), N, C, cfg_.eps, threads_);
-        linear(h.data(), N, L.w_gate, WeightRef{}, gate.data());
-        linear(h.data(), N, L.w_up, WeightRef{}, up.data());
+        linear(h.data(), N, {{&L.w_gate, nullptr, gate.data()}, {&L.w_up, nullptr, up.data()}});
         if (cfg_.act == Activation::GeluTanh)
             geglu_f32(gate.data(), up.data(), gate.data(), N * F, threads_);
         else
             swiglu_f32(gate.data(), up.data(), gate.data(), N * F, threads_);
-        linear(gate.data(), N, L.w_down, WeightRef{}, o.data());
+        linear(gate.data(), N, {{&L.w_down, nullptr, o.data()}});
         if (L.post_ffn_norm)
             rmsnorm_f32(o.data(), static_cast<const float*>(L.post_ffn_norm.data), o.data(), N, C, cfg_.eps, threads_);
         add_inplace(x.data(), o.data(), N * C);
@@ -201,11 +216,13 @@ int64_t Engine::forward(const std::vector<int>& seq_ids, const std::vector<std::
     std::vector<float> sel(R * C);
     for (int64_t i = 0; i < R; ++i) std::memcpy(sel.data() + i * C, x.data() + rows[i] * C, C * sizeof(float));
     rmsnorm_f32(sel.data(), static_cast<const float*>(w_.output_norm.data), sel.data(), R, C, cfg_.eps, threads_);
-    qmatmul(sel.data(), R, w_.output.data, w_.output.type, w_.output.ne1, w_.output.ne0, logits,
-            w_.output.ne1, threads_);
-    if (cfg_.final_softcap > 0.0f) {
+    linear(sel.data(), R, {{&w_.output, nullptr, logits}});
+    if (cfg_.final_softcap > 0.0f) {  // cap * tanh(x / cap)
+        const int64_t n = R * cfg_.n_vocab;
         const float cap = cfg_.final_softcap;
-        for (int64_t i = 0; i < R * cfg_.n_vocab; ++i) logits[i] = cap * std::tanh(logits[i] / cap);
+        for (int64_t i = 0; i < n; ++i) logits[i] /= cap;
+        tanh_f32(logits, logits, n, threads_);
+        for (int64_t i = 0; i < n; ++i) logits[i] *= cap;
     }
     return R;
 }

@@ -7,6 +7,7 @@
 // a matter of filling the config and the weight table in pylm/arch.py.
 #pragma once
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <vector>
 
@@ -75,7 +76,14 @@ public:
 
 private:
     void embed(const int32_t* ids, int64_t n, float* x);
-    void linear(const float* x, int64_t M, const WeightRef& w, const WeightRef& bias, float* y);
+    struct Proj {
+        const WeightRef* w;
+        const WeightRef* bias;
+        float* y;
+    };
+    // y = x @ W^T (+ bias) for several weights reading the same x [M, K]: x is quantized to
+    // 8-bit blocks once per activation format, not once per weight.
+    void linear(const float* x, int64_t M, std::initializer_list<Proj> projs);
     void attention(int il, const std::vector<int>& row_seq, const std::vector<int64_t>& row_pos,
                    const float* q, float* out);
 
@@ -83,6 +91,7 @@ private:
     ModelWeights w_;
     PagedKVCache kv_;
     int threads_;
+    std::vector<uint8_t> act_;  // quantized activations, reused across calls
 };
 
 }  // namespace pylm

@@ -1,8 +1,8 @@
 // Attention of one token's query heads over a sequence's paged K/V (decode and prefill alike).
 //
 // One call handles one (token, kv head) pair and the g = Hq / Hkv query heads that share it, so
-// each K/V row is read once for the whole group. Keys are visited block by block through the
-// block table, with an online softmax (running max and sum) — no score vector of length S.
+// each K/V row is read once for the whole group. The page walk is here; the math is the fused
+// attention kernel's online-softmax fold (kernels/attention.h), one contiguous run per page.
 #pragma once
 #include <cstdint>
 
@@ -16,7 +16,8 @@ struct PagedAttnGroup {
     const int32_t* table;     // [n_logical_blocks] physical block ids of the sequence
     int64_t kv_dim;           // Hkv * D (row stride inside a block)
     int64_t kv_offset;        // kv_head * D
-    int64_t k_begin, k_end;   // attend to key positions [k_begin, k_end)
+    int64_t pos;              // the token's position: attends keys [0, pos] (causal)
+    int64_t window;           // > 0: only keys pos - window < j <= pos
     int block_size;
     int g, D;
     float scale;              // applied to q.k
@@ -26,11 +27,6 @@ struct PagedAttnGroup {
 constexpr int kPagedAttnMaxG = 16;
 constexpr int kPagedAttnMaxD = 512;
 
-namespace ref { void paged_attention_group(const PagedAttnGroup& a); }
-namespace avx2 { void paged_attention_group(const PagedAttnGroup& a); }
-namespace avx512 { void paged_attention_group(const PagedAttnGroup& a); }
-
-// Dispatched on the active ISA.
 void paged_attention_group(const PagedAttnGroup& a);
 
 }  // namespace pylm

@@ -66,6 +66,11 @@ void run_unit(const AttnArgs& a, FoldFn fold, int h, int64_t t0, int64_t t1, flo
 
 }  // namespace
 
+void attn_fold_keys(const AttnRows& q, const float* k, int64_t ldk, const float* v, int64_t ldv,
+                    int64_t j0, int64_t n, AttnState& st) {
+    fold_for(active_isa())(q, k, ldk, v, ldv, j0, n, st);
+}
+
 void attn_state_init(const AttnRows& q, AttnState& st) {
     for (int r = 0; r < q.rows; ++r) {
         st.m[r] = -INFINITY;

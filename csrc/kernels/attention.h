@@ -68,6 +68,10 @@ void attn_state_init(const AttnRows& q, AttnState& st);
 // out row r (at out + r * ldo) = acc / l, or zeros when the row saw no key.
 void attn_state_finish(const AttnRows& q, const AttnState& st, float* out, int64_t ldo);
 
+// Dispatched on the active ISA (the per-ISA variants are declared below).
+void attn_fold_keys(const AttnRows& q, const float* k, int64_t ldk, const float* v, int64_t ldv,
+                    int64_t j0, int64_t n, AttnState& st);
+
 // Folds keys with absolute indices [j0, j0 + n) into the state; key c of the run is at
 // k + c * ldk (v + c * ldv). Masking (causal / window) uses the absolute indices, so runs may
 // be visited in any order and split anywhere.
