@@ -9,34 +9,18 @@
 #include <string>
 #include <vector>
 
+#include "bind.h"
 #include "common.cuh"
 #include "dequant.cuh"
+#include "interop.h"
 #include "quant/blocks.h"
 
 namespace py = pybind11;
 using namespace pylm;
+using pylm::cuda::device_count;
+using pylm::cuda::require_device;
 
 namespace {
-
-int device_count() {
-    int n = 0;
-    const cudaError_t err = cudaGetDeviceCount(&n);
-    if (err == cudaErrorNoDevice || err == cudaErrorInsufficientDriver) {
-        cudaGetLastError();  // clear the sticky error
-        return 0;
-    }
-    cuda::check(err, "cudaGetDeviceCount");
-    return n;
-}
-
-void require_device(int device) {
-    const int n = device_count();
-    if (n == 0) throw std::runtime_error("CUDA requested but no usable CUDA device was found");
-    if (device < 0 || device >= n)
-        throw std::runtime_error("CUDA device " + std::to_string(device) + " out of range (have " +
-                                 std::to_string(n) + ")");
-    PYLM_CUDA_CHECK(cudaSetDevice(device));
-}
 
 const QTypeInfo& lookup(const std::string& qtype) {
     const QTypeInfo* info = qtype_info_by_name(qtype.c_str());
@@ -110,4 +94,17 @@ PYBIND11_MODULE(_cuda, m) {
                          reinterpret_cast<float*>(dst), n, reinterpret_cast<cudaStream_t>(stream));
     }, py::arg("src"), py::arg("qtype"), py::arg("n"), py::arg("dst"), py::arg("stream") = 0,
        "Dequantize between device pointers (e.g. from torch/cupy .data_ptr()).");
+    cuda::bind_device(m);
+    cuda::bind_elementwise(m);
+    cuda::bind_gemm(m);
+    cuda::bind_attention(m);
+    cuda::bind_engine(m);
+    cuda::bind_train(m);
 }
+
+namespace pylm {
+namespace cuda {
+// Device info, pylm.cuda.Array and streams (owner of the device area fills this in).
+void bind_device(py::module_& m) { (void)m; }
+}  // namespace cuda
+}  // namespace pylm
