@@ -1,0 +1,5 @@
+// Explicit instantiation: flash attention forward, bf16, head dim 128 (one per file: compile time).
+#include "attention_flash.cuh"
+
+template void pylm::cuda::attn::launch_flash_fwd<__nv_bfloat16, 128>(const pylm::cuda::FlashAttnParams&,
+                                                               cudaStream_t);
