@@ -1,4 +1,9 @@
-"""Fused causal attention for one sequence on the CPU (flash-style online softmax, GQA).
+"""Fused attention: one sequence on the CPU (numpy), or on the GPU for device arrays.
+
+``attention`` runs the CPU kernel on numpy arrays and the CUDA flash kernel on device arrays
+(anything with ``__cuda_array_interface__``, or a CUDA torch tensor, bfloat16 included).
+``flash_attn`` (batched prefill/training) and ``paged_attn`` (decode over a paged KV cache) are
+GPU-only; without a usable GPU they raise RuntimeError, never fall back to the CPU.
 
 >>> import numpy as np, pylm
 >>> q = np.ones((2, 4, 8), np.float32); kv = np.ones((5, 2, 8), np.float32)
@@ -12,7 +17,135 @@ import numpy as np
 
 from .. import _core
 
-__all__ = ["attention"]
+__all__ = ["attention", "flash_attn", "paged_attn"]
+
+_TORCH_TYPESTR = {"float32": "<f4", "float16": "<f2", "bfloat16": "<V2", "int32": "<i4",
+                  "uint8": "|u1"}
+
+
+class _DeviceArray:
+    """``__cuda_array_interface__`` view of a CUDA torch tensor (torch exports no bfloat16)."""
+
+    def __init__(self, tensor):
+        name = str(tensor.dtype).replace("torch.", "")
+        if name not in _TORCH_TYPESTR:
+            raise ValueError(f"unsupported torch dtype {tensor.dtype}")
+        es = tensor.element_size()
+        self.tensor = tensor
+        self.__cuda_array_interface__ = {
+            "shape": tuple(tensor.shape),
+            "strides": tuple(s * es for s in tensor.stride()),
+            "typestr": _TORCH_TYPESTR[name],
+            "data": (tensor.data_ptr(), False),
+            "version": 3,
+        }
+
+
+def _is_torch_cuda(x) -> bool:
+    return type(x).__module__.startswith("torch") and getattr(x, "is_cuda", False)
+
+
+def _is_device(x) -> bool:
+    return _is_torch_cuda(x) or hasattr(x, "__cuda_array_interface__")
+
+
+def _dev(x):
+    """What the binding reads: torch tensors as _DeviceArray, anything else unchanged."""
+    if x is None:
+        return None
+    return _DeviceArray(x.detach()) if _is_torch_cuda(x) else x
+
+
+def _empty_like(x):
+    """An uninitialized contiguous device array with x's shape and dtype (torch or cupy)."""
+    if isinstance(x, _DeviceArray):
+        x = x.tensor
+    mod = type(x).__module__
+    if mod.startswith("torch"):
+        import torch
+
+        return torch.empty(tuple(x.shape), dtype=x.dtype, device=x.device)
+    if mod.startswith("cupy"):
+        import cupy
+
+        return cupy.empty(x.shape, dtype=x.dtype)
+    raise ValueError(f"out: cannot allocate a device array like {type(x).__name__}; pass out=")
+
+
+def _empty_for_binding(q):
+    """Called by pylm._cuda when out=None: an array whose interface the binding can read."""
+    return _dev(_empty_like(q))
+
+
+def _cuda():
+    from .. import cuda
+
+    return cuda._module()
+
+
+def flash_attn(q, k, v, causal: bool = True, scale: float | None = None, window: int = 0,
+               softcap: float = 0.0, q_offset: int | None = None, out=None, lse=None,
+               stream: int = 0):
+    """Batched flash attention forward on the GPU (online softmax in fp32, no T x T matrix).
+
+    Query i sits at position ``q_offset + i`` (default ``Tk - Tq`` when causal) and, when
+    causal, sees keys ``j <= q_offset + i``; ``window > 0`` keeps only ``pos - j < window``;
+    ``softcap > 0`` maps scores to ``softcap * tanh(score / softcap)``. Query head h reads kv
+    head ``h // (Hq // Hkv)``. A query that sees no key returns zeros (lse = -inf).
+
+    Args:
+        q: device array [B, Tq, Hq, D] (or [Tq, Hq, D]), float32/float16/bfloat16,
+            D in {64, 128, 256}; heads D apart, D contiguous.
+        k, v: [B, Tk, Hkv, D] of q's dtype; Hq must be a multiple of Hkv.
+        out: optional output like q (allocated with q's library when None).
+        lse: optional float32 [B, Hq, Tq] receiving log-sum-exp of the scaled scores.
+        stream: a cudaStream_t as an integer (0 = the legacy default stream).
+
+    Returns:
+        out.
+
+    Raises:
+        ValueError: bad shapes/dtypes/head dim (the message names the value).
+        RuntimeError: pylm built without CUDA, or no usable GPU.
+    """
+    if out is None:
+        out = _empty_like(q)
+    _cuda().flash_attn(_dev(q), _dev(k), _dev(v), causal=bool(causal),
+                       scale=None if scale is None else float(scale), window=int(window),
+                       softcap=float(softcap),
+                       q_offset=None if q_offset is None else int(q_offset), out=_dev(out),
+                       lse=_dev(lse), stream=int(stream))
+    return out
+
+
+def paged_attn(q, k_cache, v_cache, block_tables, context_lens, scale: float | None = None,
+               window: int = 0, softcap: float = 0.0, out=None, max_context_len: int | None = None,
+               stream: int = 0):
+    """Decode attention over the paged KV cache on the GPU (split-K over long contexts).
+
+    Sequence s holds ``context_lens[s]`` tokens, token t in block ``block_tables[s, t // bs]``
+    at row ``t % bs``; its Tq queries are the last Tq positions (their own K/V already cached)
+    and see keys causally (plus ``window`` / ``softcap`` as in ``flash_attn``).
+
+    Args:
+        q: device array [S, Tq, Hq, D] (or [S, Hq, D]), contiguous, float32/float16/bfloat16.
+        k_cache, v_cache: [num_blocks, block_size, Hkv, D] contiguous, float32/float16/bfloat16.
+        block_tables: int32 [S, max_blocks_per_seq]; context_lens: int32 [S].
+        out: optional output like q.
+        max_context_len: upper bound of context_lens (sizes the split grid); default
+            ``max_blocks_per_seq * block_size``.
+
+    Returns:
+        out, q's dtype and shape.
+    """
+    if out is None:
+        out = _empty_like(q)
+    _cuda().paged_attn(_dev(q), _dev(k_cache), _dev(v_cache), _dev(block_tables),
+                       _dev(context_lens), scale=None if scale is None else float(scale),
+                       window=int(window), softcap=float(softcap), out=_dev(out),
+                       max_context_len=None if max_context_len is None else int(max_context_len),
+                       stream=int(stream))
+    return out
 
 
 def attention(
@@ -48,10 +181,17 @@ def attention(
     Returns:
         (T, Hq, D) float32.
 
+    Device arrays (torch CUDA tensors, cupy, ...) run ``flash_attn`` on the GPU instead, with
+    q's dtype (float32/float16/bfloat16) and D in {64, 128, 256}; ``threads`` is then unused.
+
     Raises:
         ValueError: bad dtype/rank/shape (message names the shapes), Hq % Hkv != 0, negative
             window / q_pos0 / softcap, or T > S with no q_pos0.
+        RuntimeError: device arrays without a usable GPU.
     """
+    if _is_device(q):
+        return flash_attn(q, k, v, causal=causal, scale=scale, window=window, softcap=softcap,
+                          q_offset=q_pos0)
     return _core.attention(
         q,
         k,
