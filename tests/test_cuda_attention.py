@@ -75,7 +75,7 @@ def ref_attention(q, k, v, scale=None, causal=True, window=0, q_offset=None, sof
     return out, lse
 
 
-FLOOR = {"float32": 2e-6, "float16": 1e-4, "bfloat16": 1e-3}
+FLOOR = {"float32": 1e-5, "float16": 2e-4, "bfloat16": 1.5e-3}
 
 
 def tolerance(ref, dtype, p_rounded=None):
