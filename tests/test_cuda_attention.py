@@ -14,6 +14,7 @@ import pytest
 
 import pylm
 import pylm.cuda
+
 attention_mod = importlib.import_module("pylm.ops.attention")
 
 pytestmark = pytest.mark.cuda
@@ -160,16 +161,16 @@ def flash(q, k, v, **kw):
 
 @needs_build
 @pytest.mark.parametrize("case, match", [
-    (dict(q=(1, 8, 4, 96), k=(1, 8, 2, 96)), "D=96"),
-    (dict(q=(1, 8, 6, 64), k=(1, 8, 4, 64)), "Hq=6"),
-    (dict(q=(1, 8, 4, 64), k=(1, 8, 2, 64), kt="<f4"), "float32"),
-    (dict(q=(1, 8, 4, 64), k=(1, 8, 2, 64), qt="<i4"), "int32"),
-    (dict(q=(2, 8, 4, 64), k=(1, 8, 2, 64)), "shapes do not match"),
-    (dict(q=(1, 8, 4, 64), k=(1, 8, 2, 64), window=4, causal=False), "window=4"),
-    (dict(q=(1, 9, 4, 64), k=(1, 8, 2, 64)), "q_offset=-1"),
-    (dict(q=(1, 8, 4, 64), k=(1, 8, 2, 64), softcap=-1.0), "softcap"),
-    (dict(q=(1, 8, 4, 64), k=(1, 8, 2, 64), qptr=(1 << 20) + 2), "aligned"),
-    (dict(q=(8, 64), k=(8, 64)), "expected"),
+    ({"q": (1, 8, 4, 96), "k": (1, 8, 2, 96)}, "D=96"),
+    ({"q": (1, 8, 6, 64), "k": (1, 8, 4, 64)}, "Hq=6"),
+    ({"q": (1, 8, 4, 64), "k": (1, 8, 2, 64), "kt": "<f4"}, "float32"),
+    ({"q": (1, 8, 4, 64), "k": (1, 8, 2, 64), "qt": "<i4"}, "int32"),
+    ({"q": (2, 8, 4, 64), "k": (1, 8, 2, 64)}, "shapes do not match"),
+    ({"q": (1, 8, 4, 64), "k": (1, 8, 2, 64), "window": 4, "causal": False}, "window=4"),
+    ({"q": (1, 9, 4, 64), "k": (1, 8, 2, 64)}, "q_offset=-1"),
+    ({"q": (1, 8, 4, 64), "k": (1, 8, 2, 64), "softcap": -1.0}, "softcap"),
+    ({"q": (1, 8, 4, 64), "k": (1, 8, 2, 64), "qptr": (1 << 20) + 2}, "aligned"),
+    ({"q": (8, 64), "k": (8, 64)}, "expected"),
 ])
 def test_flash_validation(case, match):
     case = dict(case)
@@ -197,21 +198,21 @@ def test_flash_validation_out_and_lse():
 
 def paged_fakes(S=2, Tq=1, Hq=4, Hkv=2, D=64, nb=10, mb=4, qt="<f4", kvt="<f2", btt="<i4",
                 cl=None):
-    return dict(q=FakeDev((S, Tq, Hq, D), qt), k_cache=FakeDev((nb, 16, Hkv, D), kvt),
-                v_cache=FakeDev((nb, 16, Hkv, D), kvt), block_tables=FakeDev((S, mb), btt),
-                context_lens=FakeDev((S if cl is None else cl,), "<i4"),
-                out=FakeDev((S, Tq, Hq, D), qt))
+    return {"q": FakeDev((S, Tq, Hq, D), qt), "k_cache": FakeDev((nb, 16, Hkv, D), kvt),
+                "v_cache": FakeDev((nb, 16, Hkv, D), kvt), "block_tables": FakeDev((S, mb), btt),
+                "context_lens": FakeDev((S if cl is None else cl,), "<i4"),
+                "out": FakeDev((S, Tq, Hq, D), qt)}
 
 
 @needs_build
 @pytest.mark.parametrize("kw, extra, match", [
-    (dict(D=80), {}, "D=80"),
-    (dict(Hq=5), {}, "Hq=5"),
-    (dict(kvt="<i4"), {}, "int32"),
-    (dict(btt="<i8"), {}, "<i8"),
-    (dict(cl=3), {}, "S=2"),
-    (dict(), dict(window=-1), "window=-1"),
-    (dict(), dict(max_context_len=65), "max_context_len=65"),
+    ({"D": 80}, {}, "D=80"),
+    ({"Hq": 5}, {}, "Hq=5"),
+    ({"kvt": "<i4"}, {}, "int32"),
+    ({"btt": "<i8"}, {}, "<i8"),
+    ({"cl": 3}, {}, "S=2"),
+    ({}, {"window": -1}, "window=-1"),
+    ({}, {"max_context_len": 65}, "max_context_len=65"),
 ])
 def test_paged_validation(kw, extra, match):
     args = paged_fakes(**kw)
@@ -248,7 +249,7 @@ def test_attention_dispatches_device_arrays(monkeypatch):
     assert pylm.ops.attention(q, k, k, window=3, q_pos0=2, softcap=1.5) == "dev"
     (args, kw), = calls
     assert args == (q, k, k)
-    assert kw == dict(causal=True, scale=None, window=3, softcap=1.5, q_offset=2)
+    assert kw == {"causal": True, "scale": None, "window": 3, "softcap": 1.5, "q_offset": 2}
     # numpy stays on the CPU
     x = np.ones((2, 4, 64), np.float32)
     assert pylm.ops.attention(x, x[:, :2], x[:, :2]).shape == (2, 4, 64)
@@ -307,11 +308,11 @@ def test_flash_causal_gqa(dtype, D):
 @needs_gpu
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
 @pytest.mark.parametrize("kw", [
-    dict(causal=False),
-    dict(window=50),
-    dict(softcap=5.0, scale=0.5),
-    dict(q_offset=None),  # Tq < Tk: the queries are the last Tq positions
-    dict(q_offset=40),
+    {"causal": False},
+    {"window": 50},
+    {"softcap": 5.0, "scale": 0.5},
+    {"q_offset": None},  # Tq < Tk: the queries are the last Tq positions
+    {"q_offset": 40},
 ])
 def test_flash_variants(dtype, kw):
     Tq, Tk = (70, 190) if "q_offset" in kw or not kw.get("causal", True) else (260, 260)
@@ -400,7 +401,7 @@ def test_paged_single_split_speculative_rows(kv_dtype):
 
 
 @needs_gpu
-@pytest.mark.parametrize("kw", [dict(window=100), dict(softcap=3.0, scale=0.3)])
+@pytest.mark.parametrize("kw", [{"window": 100}, {"softcap": 3.0, "scale": 0.3}])
 def test_paged_window_softcap(kw):
     check_paged("float16", "float16", [50, 1000, 2500], 3, 4, 1, 128, seed=2, **kw)
 
