@@ -242,6 +242,28 @@ def test_no_gpu_is_an_error_not_a_fallback():
         pylm.ops.paged_attn(**paged_fakes())
 
 
+@needs_build
+def test_torch_interop_reaches_the_device_check():
+    """torch tensors (bfloat16 too, strided head slices) pass through _DeviceArray and the
+    binding's validation; without a GPU the call then fails with RuntimeError."""
+    torch = pytest.importorskip("torch")
+    if pylm.cuda.is_available():
+        pytest.skip("a GPU is available (these are host tensors)")
+    fused = torch.zeros(2, 40, 8, 64, dtype=torch.bfloat16)
+    q, k, v = fused[:, :, :4], fused[:, :, 4:6], fused[:, :, 6:]
+    dq = attention_mod._DeviceArray(q)
+    cai = dq.__cuda_array_interface__
+    assert cai["typestr"] == "<V2" and cai["strides"] == (40 * 8 * 64 * 2, 8 * 64 * 2, 128, 2)
+    assert cai["data"][0] == q.data_ptr()
+    dev = [attention_mod._DeviceArray(x) for x in (q, k, v)]
+    out = attention_mod._DeviceArray(torch.zeros(2, 40, 4, 64, dtype=torch.bfloat16))
+    with pytest.raises(RuntimeError, match="no usable CUDA device"):
+        pylm.cuda._module().flash_attn(*dev, out=out)
+    with pytest.raises(ValueError, match="bfloat16"):
+        pylm.cuda._module().flash_attn(dev[0], attention_mod._DeviceArray(k.float()), dev[2],
+                                       out=out)
+
+
 def test_attention_dispatches_device_arrays(monkeypatch):
     calls = []
     monkeypatch.setattr(attention_mod, "flash_attn", lambda *a, **kw: calls.append((a, kw)) or "dev")
