@@ -33,7 +33,6 @@ def test_legacy_bit_exact(qtype):
     np.testing.assert_array_equal(got, ref)
 
 
-
 @needs_gpu
 @pytest.mark.parametrize("qtype", ["Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "F16", "BF16"])
 def test_random_blocks_bit_exact(qtype):

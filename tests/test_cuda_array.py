@@ -25,9 +25,9 @@ class FakeCAI:
     """A device-array description without a device: the extension only parses it."""
 
     def __init__(self, shape, typestr="<f4", ptr=4096, strides=None, readonly=False, stream=None):
-        self.__cuda_array_interface__ = dict(
-            shape=tuple(shape), typestr=typestr, data=(ptr, readonly), version=3,
-            strides=strides, stream=stream)
+        self.__cuda_array_interface__ = {
+            "shape": tuple(shape), "typestr": typestr, "data": (ptr, readonly), "version": 3,
+            "strides": strides, "stream": stream}
 
 
 # ---------------------------------------------------------------- no device needed
@@ -154,7 +154,7 @@ def test_backend_info_gpu_keys():
               "cuda_runtime_version"):
         assert k in info
     if info["cuda_available"]:
-        major, minor = map(int, info["gpu_compute_capability"].split("."))
+        major, _minor = map(int, info["gpu_compute_capability"].split("."))
         assert major >= 7 and info["gpu_memory_total"] > 0 and info["gpu_count"] >= 1
     else:
         assert info["gpu_compute_capability"] is None

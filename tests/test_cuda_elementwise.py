@@ -20,8 +20,9 @@ needs_ext = pytest.mark.skipif(not pylm.cuda.is_built(), reason="pylm built with
 
 class Fake:
     def __init__(self, shape, typestr="<f4", ptr=1 << 16, strides=None, readonly=False):
-        self.__cuda_array_interface__ = dict(shape=tuple(shape), typestr=typestr,
-                                             data=(ptr, readonly), version=3, strides=strides)
+        self.__cuda_array_interface__ = {"shape": tuple(shape), "typestr": typestr,
+                                         "data": (ptr, readonly), "version": 3,
+                                         "strides": strides}
 
 
 # ---------------------------------------------------------------- dispatch, no device needed

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import ops  # noqa: F401
+from . import ops
 from ._ext import is_device_array, module
 from .array import Array, empty, zeros
 from .stream import resolve_stream, use_stream
