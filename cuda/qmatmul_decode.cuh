@@ -8,6 +8,7 @@
 // Layouts as in csrc/quant/blocks.h (ggml-common.h) and cuda/dequant.cu. Loads use each format's
 // natural alignment: 2 bytes (Q4_0, Q5_0, Q8_0, Q6_K: 18/22/34/210-byte blocks), 4 bytes (Q4_1),
 // 16 bytes (Q4_K, Q5_K: 144/176-byte super-blocks), given a 16-byte aligned tensor base.
+// Host-callable too, so the decoders can be checked against gguf on a machine without a GPU.
 #pragma once
 #include <cuda_fp16.h>
 
@@ -19,26 +20,26 @@ namespace pylm {
 namespace cuda {
 namespace qdec {
 
-__device__ __forceinline__ float h2f(uint32_t bits) {
+__host__ __device__ __forceinline__ float h2f(uint32_t bits) {
     return __half2float(__ushort_as_half((unsigned short)(bits & 0xffffu)));
 }
-__device__ __forceinline__ uint32_t ld16(const uint8_t* p) {
+__host__ __device__ __forceinline__ uint32_t ld16(const uint8_t* p) {
     return *reinterpret_cast<const uint16_t*>(p);
 }
-__device__ __forceinline__ uint32_t ld32(const uint8_t* p) {
+__host__ __device__ __forceinline__ uint32_t ld32(const uint8_t* p) {
     return *reinterpret_cast<const uint32_t*>(p);
 }
-__device__ __forceinline__ uint4 ld128(const uint8_t* p) {
+__host__ __device__ __forceinline__ uint4 ld128(const uint8_t* p) {
     return *reinterpret_cast<const uint4*>(p);
 }
 // Byte i (0..15) of a 16-byte vector, i known only at run time, without a local-memory array.
-__device__ __forceinline__ uint32_t byte_of(const uint4& v, int i) {
+__host__ __device__ __forceinline__ uint32_t byte_of(const uint4& v, int i) {
     const uint32_t w = i < 4 ? v.x : (i < 8 ? v.y : (i < 12 ? v.z : v.w));
     return (w >> (8 * (i & 3))) & 0xffu;
 }
 // Q4_K / Q5_K 6-bit scale and min of sub-block j (0..7); `h` is the super-block's first 16 bytes
 // (d, dmin, scales[12]), so scales[i] is byte 4 + i of h.
-__device__ __forceinline__ void scale_min_k4(const uint4& h, int j, float* sc, float* mn) {
+__host__ __device__ __forceinline__ void scale_min_k4(const uint4& h, int j, float* sc, float* mn) {
     if (j < 4) {
         *sc = (float)(byte_of(h, 4 + j) & 63);
         *mn = (float)(byte_of(h, 8 + j) & 63);
@@ -54,7 +55,7 @@ struct Fmt;
 template <>
 struct Fmt<(int)QType::Q4_0> {  // x = (q - 8) * d
     static constexpr int UNIT = 32, UNIT_BYTES = 18;
-    __device__ static void decode(const uint8_t* row, int u, float* w) {
+    __host__ __device__ static void decode(const uint8_t* row, int u, float* w) {
         const uint8_t* p = row + (int64_t)u * UNIT_BYTES;
         const float d = h2f(ld16(p));
 #pragma unroll
@@ -73,7 +74,7 @@ struct Fmt<(int)QType::Q4_0> {  // x = (q - 8) * d
 template <>
 struct Fmt<(int)QType::Q4_1> {  // x = q * d + m
     static constexpr int UNIT = 32, UNIT_BYTES = 20;
-    __device__ static void decode(const uint8_t* row, int u, float* w) {
+    __host__ __device__ static void decode(const uint8_t* row, int u, float* w) {
         const uint8_t* p = row + (int64_t)u * UNIT_BYTES;
         const uint32_t dm = ld32(p);
         const float d = h2f(dm), m = h2f(dm >> 16);
@@ -93,7 +94,7 @@ struct Fmt<(int)QType::Q4_1> {  // x = q * d + m
 template <>
 struct Fmt<(int)QType::Q5_0> {  // x = (q - 16) * d, bit 4 of value j is bit j of qh
     static constexpr int UNIT = 32, UNIT_BYTES = 22;
-    __device__ static void decode(const uint8_t* row, int u, float* w) {
+    __host__ __device__ static void decode(const uint8_t* row, int u, float* w) {
         const uint8_t* p = row + (int64_t)u * UNIT_BYTES;
         const float d = h2f(ld16(p));
         const uint32_t qh = ld16(p + 2) | (ld16(p + 4) << 16);
@@ -116,7 +117,7 @@ struct Fmt<(int)QType::Q5_0> {  // x = (q - 16) * d, bit 4 of value j is bit j o
 template <>
 struct Fmt<(int)QType::Q8_0> {  // x = q * d
     static constexpr int UNIT = 32, UNIT_BYTES = 34;
-    __device__ static void decode(const uint8_t* row, int u, float* w) {
+    __host__ __device__ static void decode(const uint8_t* row, int u, float* w) {
         const uint8_t* p = row + (int64_t)u * UNIT_BYTES;
         const float d = h2f(ld16(p));
 #pragma unroll
@@ -132,7 +133,7 @@ template <>
 struct Fmt<(int)QType::Q4_K> {  // x = d*sc*q - dmin*m; sub-block j: qs[32(j/2) + l], nibble j%2
     static constexpr int UNIT = 64;
     static constexpr int SB_BYTES = 144;
-    __device__ static void decode(const uint8_t* row, int u, float* w) {
+    __host__ __device__ static void decode(const uint8_t* row, int u, float* w) {
         const uint8_t* p = row + (int64_t)(u >> 2) * SB_BYTES;
         const int c = u & 3;
         const uint4 h = ld128(p);
@@ -155,7 +156,7 @@ template <>
 struct Fmt<(int)QType::Q5_K> {  // Q4_K plus a fifth bit: bit j of qh[l] belongs to sub-block j
     static constexpr int UNIT = 64;
     static constexpr int SB_BYTES = 176;
-    __device__ static void decode(const uint8_t* row, int u, float* w) {
+    __host__ __device__ static void decode(const uint8_t* row, int u, float* w) {
         const uint8_t* p = row + (int64_t)(u >> 2) * SB_BYTES;
         const int c = u & 3;
         const uint4 h = ld128(p);
@@ -184,7 +185,7 @@ struct Fmt<(int)QType::Q6_K> {  // x = d * scales[e/16] * (q - 32)
     static constexpr int SB_BYTES = 210;
     // Value e = 128h + 32t + l of a super-block: low 4 bits = nibble t/2 of ql[64h + 32(t%2) + l],
     // high 2 bits = bits 2t..2t+1 of qh[32h + l].
-    __device__ static void decode(const uint8_t* row, int u, float* w) {
+    __host__ __device__ static void decode(const uint8_t* row, int u, float* w) {
         const uint8_t* p = row + (int64_t)(u >> 3) * SB_BYTES;
         const int h = (u >> 2) & 1, t = u & 3;
         const uint8_t* ql = p + 64 * h + 32 * (t & 1);
