@@ -70,7 +70,7 @@ def test_no_gpu_is_an_error_not_a_fallback():
     if pylm.cuda.is_available():
         pytest.skip("a GPU is available")
     with pytest.raises(RuntimeError):
-        pylm.ops.qmatmul(FakeDev((64,)), wbytes("Q4_K", 4, 256), "Q4_K", (4, 256),
+        pylm.ops.qmatmul(FakeDev((256,)), wbytes("Q4_K", 4, 256), "Q4_K", (4, 256),
                          out=FakeDev((4,)))
 
 
