@@ -51,8 +51,8 @@ def bench_dense(torch, ops, quick: bool) -> list[dict]:
             x = torch.randn(M, K, device="cuda", dtype=td)
             w = torch.randn(N, K, device="cuda", dtype=td)  # y = x @ w.T (linear layer)
             y = torch.empty(M, N, device="cuda", dtype=td)
-            t_pylm = timeit(torch, lambda: ops.gemm(x, w, y, trans_b=True), reps)
-            t_torch = timeit(torch, lambda: torch.matmul(x, w.t()), reps)
+            t_pylm = timeit(torch, lambda x=x, w=w, y=y: ops.gemm(x, w, y, trans_b=True), reps)
+            t_torch = timeit(torch, lambda x=x, w=w: torch.matmul(x, w.t()), reps)
             err = (ops.gemm(x, w, y, trans_b=True).float() - torch.matmul(x, w.t()).float())
             flops = 2.0 * M * N * K
             rows.append({
@@ -66,7 +66,6 @@ def bench_dense(torch, ops, quick: bool) -> list[dict]:
             print(f"gemm {dtype:8s} {M:5d}x{N:5d}x{K:5d}  pylm {r['pylm_tflops']:7.1f} TFLOP/s "
                   f"({r['pylm_gbs']:6.0f} GB/s)  torch {r['torch_tflops']:7.1f}  "
                   f"ratio {r['ratio']:.2f}", flush=True)
-            del x, w, y
     return rows
 
 
@@ -95,7 +94,8 @@ def bench_quant(torch, ops, quick: bool, copy_gbs: float) -> list[dict]:
         for M in [1, 8]:
             x = torch.randn(M, K, device="cuda", dtype=torch.float16)
             y = torch.empty(M, N, device="cuda", dtype=torch.float32)
-            t = timeit(torch, lambda: ops.qmatmul(x, w, qtype, (N, K), out=y), 20 if quick else 50)
+            t = timeit(torch, lambda x=x, w=w, q=qtype, y=y: ops.qmatmul(x, w, q, (N, K), out=y),
+                       20 if quick else 50)
             gbs = w.numel() / t / 1e9
             rows.append({"qtype": qtype, "M": M, "N": N, "K": K, "gbs": gbs,
                          "copy_gbs": copy_gbs, "ratio_vs_copy": gbs / copy_gbs,
@@ -106,12 +106,11 @@ def bench_quant(torch, ops, quick: bool, copy_gbs: float) -> list[dict]:
             for M in [512, 2048]:
                 x = torch.randn(M, K, device="cuda", dtype=torch.bfloat16)
                 y = torch.empty(M, N, device="cuda", dtype=torch.float32)
-                t = timeit(torch, lambda: ops.qmatmul(x, w, qtype, (N, K), out=y), 5)
+                t = timeit(torch, lambda x=x, w=w, y=y: ops.qmatmul(x, w, "Q4_K", (N, K), out=y), 5)
                 tf = 2.0 * M * N * K / t / 1e12
                 rows.append({"qtype": qtype, "M": M, "N": N, "K": K, "tflops": tf,
                              "us": t * 1e6})
                 print(f"qgemm {qtype:5s} M={M}  {tf:7.1f} TFLOP/s  {t * 1e6:8.1f} us", flush=True)
-        del w
     return rows
 
 
@@ -126,7 +125,7 @@ def main(argv=None) -> int:
         print("bench_cuda_gemm: torch is not installed; skipped")
         return 0
     import pylm.cuda
-    import pylm.ops as ops
+    from pylm import ops
 
     if not (torch.cuda.is_available() and pylm.cuda.is_available()):
         print("bench_cuda_gemm: no usable CUDA device (torch or pylm); skipped")

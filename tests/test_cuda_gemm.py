@@ -167,7 +167,7 @@ def test_gemm_padded_rows_partial_chunks(dtype, trans_a, trans_b):
     td = getattr(torch, dtype)
     rng = np.random.default_rng(11)
     M, N, K = 141, 77, 91
-    pad = lambda r, c: _round(rng.standard_normal((r, (c + 7) // 8 * 8 + 8)), td, torch)  # noqa
+    pad = lambda r, c: _round(rng.standard_normal((r, (c + 7) // 8 * 8 + 8)), td, torch)
     a_store = pad(K, M) if trans_a else pad(M, K)
     b_store = pad(N, K) if trans_b else pad(K, N)
     a64 = a_store[:, :M] if trans_a else a_store[:, :K]

@@ -12,8 +12,8 @@ import pylm.cuda
 import pylm.ops
 
 gguf = pytest.importorskip("gguf")
-from gguf import GGMLQuantizationType as T  # noqa: E402
-from gguf import quants  # noqa: E402
+from gguf import GGMLQuantizationType as T
+from gguf import quants
 
 pytestmark = pytest.mark.cuda
 
@@ -41,19 +41,19 @@ def wbytes(qtype, n, k, ptr=1 << 20):
 
 @needs_built
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(qtype="Q2_K"), "Q2_K"),
-    (dict(qtype="nope"), "nope"),
-    (dict(k=40), "K=40"),
-    (dict(w=wbytes("Q4_0", 8, 64)), "bytes"),
-    (dict(x=FakeDev((2, 64), "<i4")), "int32"),
-    (dict(x=FakeDev((2, 32))), "K=64"),
-    (dict(out=FakeDev((2, 9))), r"y: shape \(2, 9\)"),
-    (dict(w=wbytes("Q4_0", 16, 64, ptr=(1 << 20) + 2)), "16-byte aligned"),
-    (dict(x=FakeDev((2, 64), ptr=(1 << 20) + 4)), "16-byte aligned"),
+    ({"qtype": "Q2_K"}, "Q2_K"),
+    ({"qtype": "nope"}, "nope"),
+    ({"k": 40}, "K=40"),
+    ({"w": wbytes("Q4_0", 8, 64)}, "bytes"),
+    ({"x": FakeDev((2, 64), "<i4")}, "int32"),
+    ({"x": FakeDev((2, 32))}, "K=64"),
+    ({"out": FakeDev((2, 9))}, r"y: shape \(2, 9\)"),
+    ({"w": wbytes("Q4_0", 16, 64, ptr=(1 << 20) + 2)}, "16-byte aligned"),
+    ({"x": FakeDev((2, 64), ptr=(1 << 20) + 4)}, "16-byte aligned"),
 ])
 def test_qmatmul_rejects_bad_arguments(kwargs, match):
-    args = dict(qtype="Q4_0", k=64, w=wbytes("Q4_0", 16, 64), x=FakeDev((2, 64)),
-                out=FakeDev((2, 16)))
+    args = {"qtype": "Q4_0", "k": 64, "w": wbytes("Q4_0", 16, 64), "x": FakeDev((2, 64)),
+            "out": FakeDev((2, 16))}
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         pylm.ops.qmatmul(args["x"], args["w"], args["qtype"], (16, args["k"]), out=args["out"])

@@ -27,7 +27,7 @@ def is_device(x) -> bool:
         return bool(getattr(x, "is_cuda", False))
     try:
         return hasattr(x, "__cuda_array_interface__")
-    except Exception:  # some libraries raise a non-AttributeError for host arrays
+    except (TypeError, RuntimeError, ValueError):  # some raise these for host arrays
         return False
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from .. import _core
 from . import _device
 
-__all__ = ["matmul", "gemm"]
+__all__ = ["gemm", "matmul"]
 
 
 def matmul(
