@@ -69,6 +69,29 @@ def test_cli_device_cuda_without_gpu_fails_cleanly(smollm2_path, capsys):
         assert "error" in err and ("CUDA" in err or "cuda" in err)
 
 
+def test_extension_validates_then_requires_a_device(smollm2_path):
+    # The compiled engine (a CUDA build on a machine without a GPU): bad arguments are
+    # ValueErrors naming them, then the missing device is a RuntimeError.
+    if not pylm.cuda.is_built() or pylm.cuda.is_available():
+        pytest.skip("needs a CUDA build on a machine without a usable GPU")
+    mod = pylm.cuda._module()
+    if not hasattr(mod, "Engine"):
+        pytest.skip("this CUDA extension has no engine")
+    from pylm import arch
+    from pylm.gguf import GGUFFile
+
+    cfg, w = arch.build(GGUFFile(smollm2_path))
+    cfg["n_ctx"] = 256
+    with pytest.raises(ValueError, match="bf16"):
+        mod.Engine(cfg, w, 16, kv_dtype="bf16")
+    with pytest.raises(ValueError, match="block_size=0"):
+        mod.Engine(cfg, w, 16, block_size=0)
+    with pytest.raises(RuntimeError, match="no usable CUDA device"):
+        mod.Engine(cfg, w, 16)
+    with pytest.raises(RuntimeError, match="no usable CUDA device"):
+        mod.copy_bandwidth()
+
+
 class _FakeCudaModule:
     """Stands in for pylm._cuda: `Engine` is the CPU engine behind the GPU engine's signature,
     recording what the Model passed."""
