@@ -57,6 +57,9 @@ DeviceEngine::DeviceEngine(const ModelConfig& cfg, const ModelWeights& host, int
         w_ = std::make_unique<DeviceWeights>(cfg_, host);
         kv_dim_ = static_cast<int64_t>(cfg_.n_head_kv) * cfg_.head_dim;
         n_slots_ = kv_blocks * block_size;
+        if (n_slots_ > INT32_MAX)
+            throw std::invalid_argument("KV cache of " + std::to_string(n_slots_) +
+                                        " tokens exceeds the int32 slot index");
         max_blocks_ = (cfg_.n_ctx + block_size - 1) / block_size;
         kv_ = std::make_unique<BlockTables>(block_size, kv_blocks,
                                             [this](int32_t dst, int32_t src) { copy_block(dst, src); });
@@ -305,48 +308,56 @@ int64_t DeviceEngine::forward(const std::vector<int>& seq_ids,
 
     // ---- the model ----
     const bool identity_rows = all_logits || decode;
-    bool launched = false;
+    cudaGraphExec_t exec = nullptr;
     if (graph) {
         auto it = graphs_.find(N);
-        if (it == graphs_.end() && ++seen_[N] >= 2) {  // first time eager (lazy inits), then capture
-            cudaGraph_t g = nullptr;
-            std::string err;
-            PYLM_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed));
-            try {
-                run(N, R, entries, uniform_tq, identity_rows, max_ctx);
-            } catch (const std::exception& e) {
-                err = e.what();
-            }
-            cudaError_t st = cudaStreamEndCapture(stream_, &g);
-            if (err.empty() && st != cudaSuccess) err = std::string("capture: ") + cudaGetErrorString(st);
-            cudaGraphExec_t exec = nullptr;
-            if (err.empty()) {
-                st = cudaGraphInstantiate(&exec, g, 0);
-                if (st != cudaSuccess) err = std::string("instantiate: ") + cudaGetErrorString(st);
-            }
-            if (g) cudaGraphDestroy(g);
-            if (err.empty()) {
-                it = graphs_.emplace(N, exec).first;
-            } else {
-                cudaGetLastError();  // capture errors are not sticky: clear and run eagerly
-                graph_error_ = err;
-                use_graphs_ = false;
-                drop_graphs();
-            }
-        }
-        if (it != graphs_.end()) {
-            PYLM_CUDA_CHECK(cudaGraphLaunch(it->second, stream_));
-            launched = true;
-            last_graph_S_ = N;
-        }
+        if (it != graphs_.end()) exec = it->second;
+        else if (++seen_[N] >= 2) exec = capture(N, R, entries, uniform_tq, identity_rows, max_ctx);
     }
-    if (!launched) run(N, R, entries, uniform_tq, identity_rows, max_ctx);
+    if (exec) {
+        PYLM_CUDA_CHECK(cudaGraphLaunch(exec, stream_));
+        last_graph_S_ = N;
+    } else {
+        run(N, R, entries, uniform_tq, identity_rows, max_ctx);
+    }
 
     PYLM_CUDA_CHECK(cudaMemcpyAsync(logits, logits_, static_cast<size_t>(R) * cfg_.n_vocab * sizeof(float),
                                     cudaMemcpyDeviceToHost, stream_));
     PYLM_CUDA_CHECK(cudaStreamSynchronize(stream_));
     for (size_t i = 0; i < tokens.size(); ++i) kv_->commit(seq_ids[i], n_new[i]);
     return R;
+}
+
+cudaGraphExec_t DeviceEngine::capture(int64_t N, int64_t R, const std::vector<Entry>& entries,
+                                      int64_t uniform_tq, bool identity_rows, int64_t max_ctx) {
+    // The first sighting of a batch size ran eagerly (launchers' lazy initialization happens
+    // outside capture); this one records the same launches. On any failure the graphs are
+    // turned off for good (the reason is kept in graph_error_) and the caller runs eagerly.
+    cudaGraph_t g = nullptr;
+    std::string err;
+    PYLM_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed));
+    try {
+        run(N, R, entries, uniform_tq, identity_rows, max_ctx);
+    } catch (const std::exception& e) {
+        err = e.what();
+    }
+    cudaError_t st = cudaStreamEndCapture(stream_, &g);
+    if (err.empty() && st != cudaSuccess) err = std::string("capture: ") + cudaGetErrorString(st);
+    cudaGraphExec_t exec = nullptr;
+    if (err.empty()) {
+        st = cudaGraphInstantiate(&exec, g, 0);
+        if (st != cudaSuccess) err = std::string("instantiate: ") + cudaGetErrorString(st);
+    }
+    if (g) cudaGraphDestroy(g);
+    if (!err.empty()) {
+        cudaGetLastError();  // capture errors are not sticky: clear, run eagerly from now on
+        graph_error_ = err;
+        use_graphs_ = false;
+        drop_graphs();
+        return nullptr;
+    }
+    graphs_.emplace(N, exec);
+    return exec;
 }
 
 double DeviceEngine::replay_last_decode(int iters) {

@@ -75,6 +75,8 @@ private:
     // many tokens (one paged attention launch); max_ctx sizes paged attention.
     void run(int64_t N, int64_t R, const std::vector<Entry>& entries, int64_t uniform_tq,
              bool identity_rows, int64_t max_ctx);
+    cudaGraphExec_t capture(int64_t N, int64_t R, const std::vector<Entry>& entries,
+                            int64_t uniform_tq, bool identity_rows, int64_t max_ctx);
     void attention(int il, const Layout& lay, const std::vector<Entry>& entries,
                    int64_t uniform_tq, int64_t max_ctx);
     // Runs every group of `groups` on h_ and returns each member's output pointer and row stride.

@@ -32,10 +32,13 @@ struct Layout {
     std::unordered_map<const void*, int64_t> seen;  // tied weights are uploaded once
     int64_t end = 0;
 
-    int64_t place(const WeightRef& w, bool contiguous_with_previous) {
+    enum Mode { kShared, kAligned, kContiguous };
+    // kShared: reuse the copy of a tensor placed before (tied embeddings), else as kAligned;
+    // kAligned: a fresh copy at a 256-byte boundary; kContiguous: right after the previous one.
+    int64_t place(const WeightRef& w, Mode mode) {
         auto it = seen.find(w.data);
-        if (it != seen.end() && !contiguous_with_previous) return it->second;
-        if (!contiguous_with_previous) end = (end + 255) / 256 * 256;
+        if (it != seen.end() && mode == kShared) return it->second;
+        if (mode != kContiguous) end = (end + 255) / 256 * 256;
         const int64_t off = end;
         items.push_back({w.data, nbytes(w), off});
         seen.emplace(w.data, off);
@@ -108,11 +111,11 @@ DeviceWeights::DeviceWeights(const ModelConfig& cfg, const ModelWeights& host) {
     std::vector<std::function<void(const char*)>> fix;
     auto vec = [&](const WeightRef& w, const float** dst) {
         if (!w) return;
-        const int64_t off = lay.place(w, false);
+        const int64_t off = lay.place(w, Layout::kShared);
         fix.push_back([dst, off](const char* base) { *dst = reinterpret_cast<const float*>(base + off); });
     };
     auto mat = [&](const WeightRef& w, DevWeight* dst) {
-        const int64_t off = lay.place(w, false);
+        const int64_t off = lay.place(w, Layout::kShared);
         *dst = DevWeight{nullptr, static_cast<int>(w.type), w.ne0, w.ne1};
         fix.push_back([dst, off](const char* base) { dst->ptr = base + off; });
         matmul_bytes_ += nbytes(w);
@@ -125,7 +128,7 @@ DeviceWeights::DeviceWeights(const ModelConfig& cfg, const ModelWeights& host) {
             const WeightRef& w = *ws[j];
             const bool join = !out->empty() && out->back().w.qtype == static_cast<int>(w.type) &&
                               out->back().w.K == w.ne0;
-            const int64_t off = lay.place(w, join);
+            const int64_t off = lay.place(w, join ? Layout::kContiguous : Layout::kAligned);
             matmul_bytes_ += nbytes(w);
             if (join) {
                 out->back().w.N += w.ne1;
@@ -145,7 +148,7 @@ DeviceWeights::DeviceWeights(const ModelConfig& cfg, const ModelWeights& host) {
     };
 
     {  // the embedding table: the elementwise embedding launcher reads it as GGUF bytes
-        const int64_t off = lay.place(host.tok_embd, false);
+        const int64_t off = lay.place(host.tok_embd, Layout::kShared);
         tok_embd = DevWeight{nullptr, static_cast<int>(host.tok_embd.type), host.tok_embd.ne0,
                              host.tok_embd.ne1};
         fix.push_back([this, off](const char* base) { tok_embd.ptr = base + off; });
