@@ -81,6 +81,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu", help="cpu (vs llama.cpp) or cuda (vs transformers)")
     ap.add_argument("-b", "--batch", type=int, default=16, help="CUDA: batched decode size")
     ap.add_argument("--quick", action="store_true", help="CUDA: 2 repetitions")
+    ap.add_argument("--synthetic", action="store_true",
+                    help="CUDA: random weights with the models' shapes and types (no download)")
     args = ap.parse_args(argv)
     models = args.model or ["smollm2", "gemma3-270m"]
     if args.device != "cpu":

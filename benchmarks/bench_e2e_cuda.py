@@ -27,6 +27,57 @@ from pylm import hub
 from pylm.commands.bench import bench_model
 
 
+# The real models' shapes and tensor types, for --synthetic (random weights, same work per token:
+# the device machine cannot download, and the files exceed what a run can carry).
+SHAPES = {
+    "smollm2": dict(arch="llama", C=576, L=30, H=9, Hkv=3, D=64, F=1536, V=49152, embd="Q8_0",
+                    q="Q4_1", k="Q4_1", v="Q4_1", o="Q4_1", gate="Q4_1", up="Q4_1", down="Q4_1"),
+    "gemma3-270m": dict(arch="gemma3", C=640, L=18, H=4, Hkv=1, D=256, F=2048, V=262144,
+                        embd="Q8_0", q="Q5_0", k="Q5_0", v="Q8_0", o="Q4_K", gate="Q5_0",
+                        up="Q5_0", down="Q6_K"),
+}
+
+
+def synthetic_model(name: str, path) -> str:
+    """Writes a GGUF with `name`'s shapes and tensor types and random weights; returns its path."""
+    from pylm.gguf_write import write
+
+    s = SHAPES[name]
+    rng = np.random.default_rng(0)
+    a, C, D = s["arch"], s["C"], s["D"]
+
+    def mat(n, k, qtype, std=0.05):
+        return (pylm.ops.quantize(rng.standard_normal((n, k), np.float32) * std, qtype), qtype)
+
+    def norm(n):
+        return np.ones(n, np.float32)
+
+    u = np.uint32
+    meta = {"general.architecture": a, f"{a}.embedding_length": u(C), f"{a}.block_count": u(s["L"]),
+            f"{a}.attention.head_count": u(s["H"]), f"{a}.attention.head_count_kv": u(s["Hkv"]),
+            f"{a}.attention.key_length": u(D), f"{a}.attention.value_length": u(D),
+            f"{a}.feed_forward_length": u(s["F"]), f"{a}.context_length": u(8192),
+            f"{a}.attention.layer_norm_rms_epsilon": 1e-6, f"{a}.rope.freq_base": 10000.0,
+            f"{a}.rope.dimension_count": u(D)}
+    if a == "gemma3":
+        meta[f"{a}.attention.sliding_window"] = u(512)
+    t = {"token_embd.weight": mat(s["V"], C, s["embd"], 0.5), "output_norm.weight": norm(C)}
+    for il in range(s["L"]):
+        p = f"blk.{il}."
+        t.update({p + "attn_norm.weight": norm(C), p + "ffn_norm.weight": norm(C),
+                  p + "attn_q.weight": mat(s["H"] * D, C, s["q"]),
+                  p + "attn_k.weight": mat(s["Hkv"] * D, C, s["k"]),
+                  p + "attn_v.weight": mat(s["Hkv"] * D, C, s["v"]),
+                  p + "attn_output.weight": mat(C, s["H"] * D, s["o"]),
+                  p + "ffn_gate.weight": mat(s["F"], C, s["gate"]),
+                  p + "ffn_up.weight": mat(s["F"], C, s["up"]),
+                  p + "ffn_down.weight": mat(C, s["F"], s["down"])})
+        if a == "gemma3":
+            t.update({p + "attn_q_norm.weight": norm(D), p + "attn_k_norm.weight": norm(D),
+                      p + "post_attention_norm.weight": norm(C), p + "post_ffw_norm.weight": norm(C)})
+    return str(write(path, meta, t))
+
+
 def _stats(xs):
     return {"mean": statistics.mean(xs), "sd": statistics.stdev(xs) if len(xs) > 1 else 0.0}
 
@@ -110,7 +161,12 @@ def run_cuda(args, models) -> int:
     print(f"device {pylm.cuda.device_name()}: copy bandwidth {copy_gbps:.0f} GB/s (read + write)")
     results = []
     for name in models:
-        path = hub.resolve(name)
+        if args.synthetic:
+            import tempfile
+
+            path = synthetic_model(name, f"{tempfile.mkdtemp()}/{name}-synthetic.gguf")
+        else:
+            path = hub.resolve(name)
         n_ctx = max(p + n + 16, 512)
         m = pylm.load(path, n_ctx=n_ctx, device=args.device,
                       kv_cache_tokens=max(2 * n_ctx, B * (n + 16) + n_ctx))
