@@ -26,7 +26,6 @@ import pylm.cuda
 from pylm import hub
 from pylm.commands.bench import bench_model
 
-
 # The real models' shapes and tensor types, for --synthetic (random weights, same work per token:
 # the device machine cannot download, and the files exceed what a run can carry).
 SHAPES = {
