@@ -9,7 +9,12 @@
 // registers while the block walks every query tile at or after it, for all G = H / Hkv query
 // heads of the kv head (so dK / dV need no atomics), and adds its share of dQ with fp32
 // atomics; (3) dQ accumulator -> dq in the storage dtype.
-// SIMT fp32 math from shared memory (exact enough to match the CPU in fp32).
+// The main kernel here is SIMT fp32 math from shared memory (exact enough to match the CPU in
+// fp32); bf16 runs attn_bwd_tc.cu's tensor-core version of it when the shapes fit.
+#include <cstdlib>
+#include <cstring>
+
+#include "train/attn_bwd_impl.cuh"
 #include "train/storage.cuh"
 #include "train/train_ops.cuh"
 
@@ -204,10 +209,15 @@ void attention_bwd(const AttnBwdParams& p, void* ws, cudaStream_t stream) {
             static_cast<const T*>(p.o), static_cast<const T*>(p.dout), delta, p.B, p.T, p.H, p.D,
             p.ldo);
         PYLM_CUDA_CHECK_LAUNCH("train::attention_bwd delta");
-        if (p.D == 64)
-            launch_main<T, 64>(p, delta, dq_acc, stream);
-        else
-            launch_main<T, 128>(p, delta, dq_acc, stream);
+        // bf16: the tensor-core kernel unless PYLM_TRAIN_ATTN_BWD=simt (a cross-check)
+        const char* force = std::getenv("PYLM_TRAIN_ATTN_BWD");
+        const bool simt = force && std::strcmp(force, "simt") == 0;
+        if (simt || !attention_bwd_main_tc(p, delta, dq_acc, stream)) {
+            if (p.D == 64)
+                launch_main<T, 64>(p, delta, dq_acc, stream);
+            else
+                launch_main<T, 128>(p, delta, dq_acc, stream);
+        }
         PYLM_CUDA_CHECK_LAUNCH("train::attention_bwd main");
         const int64_t total = N * p.H * p.D;
         int64_t blocks = ceil_div<int64_t>(total, 256);
