@@ -1,10 +1,16 @@
 #!/usr/bin/env python3
-"""End-to-end throughput: pylm vs llama.cpp (llama-cpp-python) on the same GGUF, same threads.
+"""End-to-end throughput: pylm vs llama.cpp (llama-cpp-python) on the same GGUF, same threads;
+with --device cuda, pylm on the GPU vs HF transformers on the same GPU (and pylm's CPU engine).
 
 llama-bench's method for both: pp = one batch of p random tokens, tg = n single-token decode
 steps, KV cleared between repetitions, mean ± sd over r repetitions after a warm-up.
 
     python benchmarks/bench_e2e.py -m smollm2 -m gemma3-270m -t 2 [--json out.json]
+    python benchmarks/bench_e2e.py --device cuda [--batch 16] [--quick] [--json out.json]
+
+CUDA mode (see bench_e2e_cuda.py): pp512, tg128 at batch 1 and batch B, the decode step's GPU
+time and the rate it reads the weights at vs the device's copy bandwidth, pp vs the CPU engine on
+-t threads, and transformers (torch fp16/bf16, greedy, same GGUF weights) when importable.
 
 For a fair peer, build llama-cpp-python for this CPU (its default portable build may leave out
 AVX-512): CMAKE_ARGS="-DGGML_NATIVE=ON" pip install --no-binary :all: llama-cpp-python
@@ -72,8 +78,17 @@ def main(argv=None) -> int:
     ap.add_argument("-n", type=int, default=128)
     ap.add_argument("-r", "--reps", type=int, default=5)
     ap.add_argument("--json", default=None, help="write results to this file")
+    ap.add_argument("--device", default="cpu", help="cpu (vs llama.cpp) or cuda (vs transformers)")
+    ap.add_argument("-b", "--batch", type=int, default=16, help="CUDA: batched decode size")
+    ap.add_argument("--quick", action="store_true", help="CUDA: 2 repetitions")
+    ap.add_argument("--synthetic", action="store_true",
+                    help="CUDA: random weights with the models' shapes and types (no download)")
     args = ap.parse_args(argv)
     models = args.model or ["smollm2", "gemma3-270m"]
+    if args.device != "cpu":
+        from bench_e2e_cuda import run_cuda
+
+        return run_cuda(args, models)
     results = []
     for name in models:
         path = hub.resolve(name)

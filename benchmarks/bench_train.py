@@ -26,6 +26,10 @@ THREADS = "2"
 for i, arg in enumerate(sys.argv):
     if arg == "--threads" and i + 1 < len(sys.argv):
         THREADS = sys.argv[i + 1]
+if "--device" in sys.argv and sys.argv[sys.argv.index("--device") + 1:][:1] != ["cpu"]:
+    from bench_train_cuda import main as cuda_main  # GPU: pylm CUDA vs torch on the same GPU
+
+    sys.exit(cuda_main())
 os.environ.setdefault("OMP_NUM_THREADS", THREADS)
 os.environ.setdefault("OPENBLAS_NUM_THREADS", THREADS)
 

@@ -101,10 +101,3 @@ PYBIND11_MODULE(_cuda, m) {
     cuda::bind_engine(m);
     cuda::bind_train(m);
 }
-
-namespace pylm {
-namespace cuda {
-// Device info, pylm.cuda.Array and streams (owner of the device area fills this in).
-void bind_device(py::module_& m) { (void)m; }
-}  // namespace cuda
-}  // namespace pylm

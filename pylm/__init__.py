@@ -75,7 +75,10 @@ def backend_info() -> dict:
 
     Returns a dict with keys: version, isa, isas_available, threads, hardware_threads,
     force_isa (the PYLM_FORCE_ISA value or None), cuda_built, cuda_available, gpu_name,
-    cuda_error (why CUDA is unusable, or None).
+    cuda_error (why CUDA is unusable, or None), and for GPU 0 (None when unknown):
+    gpu_count, gpu_compute_capability ("9.0"), gpu_memory_total / gpu_memory_free (bytes),
+    gpu_multiprocessors, cuda_driver_version ("12.8": the installed driver's CUDA version),
+    cuda_runtime_version ("13.0": the runtime pylm was built with).
     """
     cuda = _cuda_module()
     info = {
@@ -89,17 +92,40 @@ def backend_info() -> dict:
         "cuda_available": False,
         "gpu_name": None,
         "cuda_error": None if cuda is not None else "pylm was built without CUDA",
+        "gpu_count": 0,
+        "gpu_compute_capability": None,
+        "gpu_memory_total": None,
+        "gpu_memory_free": None,
+        "gpu_multiprocessors": None,
+        "cuda_driver_version": None,
+        "cuda_runtime_version": None,
     }
     if cuda is not None:
+        from .cuda import device_info
+
         try:
+            info["cuda_runtime_version"] = _cuda_version(cuda.runtime_version())
+            info["cuda_driver_version"] = _cuda_version(cuda.driver_version()) or None
             n = cuda.device_count()
+            info["gpu_count"] = n
             info["cuda_available"] = n > 0
-            info["gpu_name"] = cuda.device_name(0) if n > 0 else None
             if n == 0:
                 info["cuda_error"] = "no CUDA device found"
+            else:
+                d = device_info(0)
+                info["gpu_name"] = d["name"]
+                info["gpu_compute_capability"] = d["compute_capability"]
+                info["gpu_memory_total"] = d["total_memory"]
+                info["gpu_memory_free"] = d["free_memory"]
+                info["gpu_multiprocessors"] = d["multiprocessor_count"]
         except RuntimeError as e:
             info["cuda_error"] = str(e)
     return info
+
+
+def _cuda_version(v: int) -> str:
+    """12080 -> "12.8" (CUDA's integer version encoding); 0 -> ""."""
+    return f"{v // 1000}.{(v % 1000) // 10}" if v else ""
 
 
 from . import ops  # noqa: E402,F401

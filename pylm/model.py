@@ -7,6 +7,11 @@
 The forward pass is native: Python calls the engine once per batch of tokens. Sequences live in
 a paged KV cache (``Sequence``: feed / fork / truncate / free); several can be decoded in one
 call with ``decode_batch``.
+
+``device="cuda"`` runs the same model on the GPU (pylm._cuda.Engine: weights uploaded once in
+their GGUF form, paged KV cache in device memory, decode steps replayed from CUDA graphs); the
+Python API, the sampler and speculative decoding are the same. A CUDA device that was asked for
+and is not there is a RuntimeError, never a silent CPU fallback.
 """
 
 from __future__ import annotations
@@ -50,11 +55,57 @@ class Sequence:
         self.model._engine.seq_free(self.id)
 
 
+def parse_device(device) -> tuple[str, int]:
+    """("cpu", 0) or ("cuda", index) from "cpu", "cuda", "cuda:1" (or None: cpu).
+
+    >>> parse_device("cuda:1")
+    ('cuda', 1)
+    """
+    if device is None:
+        return "cpu", 0
+    text = str(device).strip().lower()
+    kind, _, idx = text.partition(":")
+    if kind == "cpu" and not idx:
+        return "cpu", 0
+    if kind == "cuda":
+        if not idx:
+            return "cuda", 0
+        if idx.isdigit():
+            return "cuda", int(idx)
+    raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+
+
+def _cuda_engine_class(index: int):
+    """pylm._cuda.Engine after checking that the extension and device `index` are usable;
+    RuntimeError naming what is missing otherwise."""
+    from . import cuda
+
+    mod = cuda._module()  # RuntimeError: built without CUDA
+    if not hasattr(mod, "Engine"):
+        raise RuntimeError("device='cuda': this pylm CUDA extension has no inference engine "
+                           "(rebuild pylm with CUDA)")
+    try:
+        n = mod.device_count()
+    except RuntimeError as e:
+        raise RuntimeError(f"device='cuda': no usable CUDA device ({e})") from e
+    if n <= 0:
+        raise RuntimeError("device='cuda' requested but no usable CUDA device was found "
+                           "(driver missing or no GPU visible)")
+    if index >= n:
+        raise RuntimeError(f"device='cuda:{index}' requested but only {n} CUDA device(s) exist")
+    return mod.Engine
+
+
 class Model:
     """A loaded GGUF model. See ``pylm.load``."""
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None, n_ctx: int | None = None,
-                 kv_cache_tokens: int | None = None, block_size: int = 16):
+                 kv_cache_tokens: int | None = None, block_size: int = 16, device: str = "cpu",
+                 kv_dtype: str = "float16", cuda_graphs: bool = True):
+        # The device first: a missing GPU fails before the file is read.
+        kind, index = parse_device(device)
+        engine_cls = _cuda_engine_class(index) if kind == "cuda" else None
+        self.device = "cpu" if kind == "cpu" else f"cuda:{index}"
         self.path = hub.resolve(path)
         self.file = GGUFFile(self.path)
         self.config, weights = arch.build(self.file)
@@ -66,7 +117,11 @@ class Model:
         self.config["n_ctx"] = self.n_ctx
         kv_tokens = int(kv_cache_tokens or 2 * self.n_ctx)
         kv_blocks = max(1, -(-kv_tokens // block_size))
-        self._engine = _core.Engine(self.config, weights, kv_blocks, block_size, int(threads or 0))
+        if engine_cls is None:
+            self._engine = _core.Engine(self.config, weights, kv_blocks, block_size, int(threads or 0))
+        else:
+            self._engine = engine_cls(self.config, weights, kv_blocks, block_size, index, kv_dtype,
+                                      bool(cuda_graphs))
         self._tokenizer = None
 
     # ---- metadata ----
@@ -190,9 +245,14 @@ class Model:
         return render(self, messages, add_generation_prompt)
 
 
-def load(path: str | os.PathLike, threads: int | None = None, n_ctx: int | None = None, **kw) -> Model:
-    """Load a GGUF model from a path, or a name known to `pylm pull` ("smollm2", "gemma3-270m")."""
-    return Model(path, threads=threads, n_ctx=n_ctx, **kw)
+def load(path: str | os.PathLike, threads: int | None = None, n_ctx: int | None = None,
+         device: str = "cpu", **kw) -> Model:
+    """Load a GGUF model from a path, or a name known to `pylm pull` ("smollm2", "gemma3-270m").
+
+    device: "cpu" (default), "cuda" or "cuda:N" (RuntimeError when CUDA is not usable).
+    CUDA-only options: kv_dtype ("float16" default, or "float32") and cuda_graphs (True).
+    """
+    return Model(path, threads=threads, n_ctx=n_ctx, device=device, **kw)
 
 
 __all__ = ["Model", "Sequence", "load", "KVPoolExhausted", "PylmError"]

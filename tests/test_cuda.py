@@ -34,14 +34,15 @@ def test_legacy_bit_exact(qtype):
 
 
 @needs_gpu
-@pytest.mark.parametrize("qtype", ["Q4_K", "Q6_K", "F16", "BF16"])
+@pytest.mark.parametrize("qtype", ["Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "F16", "BF16"])
 def test_random_blocks_bit_exact(qtype):
     rng = np.random.default_rng(1)
     bs, ts = gguf.GGML_QUANT_SIZES[T[qtype]]
     nblk = 64
     raw = rng.integers(0, 256, size=(nblk, ts), dtype=np.uint8)
-    if qtype in ("Q4_K", "Q6_K"):  # keep the fp16 scales finite
-        off = {"Q4_K": [0, 2], "Q6_K": [208]}[qtype]
+    if qtype.endswith("_K"):  # keep the fp16 scales finite
+        off = {"Q2_K": [80, 82], "Q3_K": [108], "Q4_K": [0, 2], "Q5_K": [0, 2],
+               "Q6_K": [208]}[qtype]
         for o in off:
             raw[:, o: o + 2] = np.frombuffer(
                 rng.uniform(-2, 2, nblk).astype(np.float16).tobytes(), np.uint8).reshape(nblk, 2)
@@ -51,3 +52,9 @@ def test_random_blocks_bit_exact(qtype):
     ref = quants.dequantize(raw.reshape(-1), T[qtype]).reshape(-1)
     got = pylm.cuda.dequantize(raw, qtype, (nblk * bs,))
     np.testing.assert_array_equal(got, ref)
+
+
+@needs_gpu
+def test_f32_passthrough():
+    x = np.random.default_rng(2).standard_normal((4, 64)).astype(np.float32)
+    np.testing.assert_array_equal(pylm.cuda.dequantize(x.view(np.uint8), "F32", x.shape), x)

@@ -12,13 +12,14 @@ import sys
 def _load(args):
     import pylm
 
-    return pylm.load(args.model, threads=args.threads, n_ctx=args.ctx)
+    return pylm.load(args.model, threads=args.threads, n_ctx=args.ctx, device=args.device)
 
 
 def _common(p):
     p.add_argument("-m", "--model", required=True, help="GGUF path or a name known to `pylm pull`")
     p.add_argument("-t", "--threads", type=int, default=None)
     p.add_argument("-c", "--ctx", type=int, default=None, help="context length (default min(train, 4096))")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     g = p.add_argument_group("sampling (llama.cpp order: penalties, top-k, typical, top-p, min-p, temp)")
     g.add_argument("--temp", type=float, default=0.0, help="temperature (0 = greedy, the default)")
     g.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens (0 = off)")
@@ -47,7 +48,7 @@ def run_generate(args) -> int:
         import pylm
 
         draft = "ngram" if args.draft == "ngram" else pylm.load(args.draft, threads=args.threads,
-                                                                n_ctx=m.n_ctx)
+                                                                n_ctx=m.n_ctx, device=args.device)
     stream = m.generate(args.prompt, max_tokens=args.n, stream=True, draft=draft, n_draft=args.n_draft,
                         adaptive_draft=args.adaptive_draft, **_sampling_kwargs(args))
     for piece in stream:

@@ -59,6 +59,10 @@ def register(subparsers) -> None:
                    "before stopping (0: never)")
     o.add_argument("--seed", type=int, default=0)
     o.add_argument("--threads", type=int, default=None)
+    o.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N (an error, "
+                   "not a CPU fallback, when CUDA is not usable)")
+    o.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                   help="on CUDA: fp32, or bf16 activations with fp32 master weights")
     out = p.add_argument_group("output")
     out.add_argument("--out", required=True, help="GGUF file to write")
     out.add_argument("--dtype", default="F32", help="F32, F16 or a quantization (Q8_0, Q4_K, ...)")
@@ -82,6 +86,11 @@ def run(args) -> int:
     from ..train import LlamaConfig, LlamaModel, Trainer, make_tokenizer, split, tokenize
 
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
+    if args.device != "cpu":  # fail before tokenizing when the GPU is not usable
+        from ..train.cuda_model import _cuda_module, parse_device
+
+        _cuda_module(parse_device(args.device)[1])
+    dev = {"device": args.device, "dtype": args.precision}
     text = Path(args.data).read_text(encoding="utf-8", errors="replace")
     if not text:
         raise ValueError(f"train: {args.data} is empty")
@@ -114,11 +123,12 @@ def run(args) -> int:
              "seed": args.seed, "trainable": args.trainable}
     if resuming:
         tr = Trainer.resume(ckpt, train_tok, val_tok, tokenizer=tok, threads=args.threads,
-                            progress=not args.quiet, max_steps=args.steps)
+                            progress=not args.quiet, max_steps=args.steps, **dev)
         log(f"resumed {ckpt} at step {tr.step_num}")
     elif init_model is not None:
         tr = Trainer(init_model.config, train_tok, val_tok, tokenizer=tok, threads=args.threads,
-                     checkpoint=ckpt, progress=not args.quiet, model=init_model, **hyper)
+                     checkpoint=ckpt, progress=not args.quiet, model=init_model, **dev,
+                     **hyper)
     else:
         ffn = args.ffn or round(8 * args.d_model / 3 / 16) * 16
         cfg = LlamaConfig(vocab=int(tok.n_vocab), d_model=args.d_model, n_layers=args.layers,
@@ -126,7 +136,7 @@ def run(args) -> int:
                           context=args.context, rope_base=args.rope_base,
                           tie_embeddings=args.tie_embeddings)
         tr = Trainer(cfg, train_tok, val_tok, tokenizer=tok, threads=args.threads,
-                     checkpoint=ckpt, progress=not args.quiet, **hyper)
+                     checkpoint=ckpt, progress=not args.quiet, **dev, **hyper)
         log(f"model: {tr.model.n_params / 1e6:.2f}M parameters, {cfg}")
     tr.fit(time_limit=args.time_limit)
     h = tr.history

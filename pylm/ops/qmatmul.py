@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
+from . import _device
 
 __all__ = ["qmatmul", "qmatvec"]
 
@@ -35,8 +36,10 @@ def _as_shape(shape) -> tuple[int, int]:
     return n, k
 
 
-def qmatmul(x, w_raw, qtype, shape, threads: int = 0) -> np.ndarray:
-    """``x @ W.T`` for a GGUF-quantized matrix W.
+def qmatmul(
+    x, w_raw, qtype, shape, threads: int = 0, *, out=None, accumulate: bool = False, stream=None
+):
+    """``x @ W.T`` for a GGUF-quantized matrix W (on the GPU when x and W are device arrays).
 
     Args:
         x: float32 array (K,) or (M, K).
@@ -46,17 +49,30 @@ def qmatmul(x, w_raw, qtype, shape, threads: int = 0) -> np.ndarray:
         qtype: type name ("Q4_K"), ggml type id, or ``gguf.GGMLQuantizationType``.
         shape: (N, K), the numpy shape of W (GGUF lists it reversed as (K, N)).
         threads: native threads (0 = the global default, see ``pylm.set_threads``).
+        out: optional float32 result array of the result's shape (device array on the GPU).
+        accumulate: add the product into ``out`` (fuses a residual add on the GPU).
+        stream: GPU only: a cudaStream_t as int; None = the current stream of x's library.
+
+    On the GPU (x and w_raw CUDA device arrays, e.g. torch tensors: w_raw the tensor's bytes as
+    uint8, uploaded unchanged): x may be float32, float16 or bfloat16; supported qtypes Q4_0,
+    Q4_1, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K, F32, F16, BF16. Decode shapes (M <= 8) run a GEMV that
+    dequantizes in registers; larger M dequantizes to f16/bf16 and uses the tensor cores.
 
     Returns:
-        float32 array (N,) for 1-D x, (M, N) for 2-D x.
+        float32 array (N,) for 1-D x, (M, N) for 2-D x (``out`` when given).
 
     Raises:
         ValueError: unknown or unsupported qtype, K not a multiple of the block size,
             x.shape[-1] != K, or a byte count that does not match shape.
+        RuntimeError: device arrays but no usable GPU (never a silent CPU fallback).
     """
     n, k = _as_shape(shape)
     if isinstance(qtype, np.integer):
         qtype = int(qtype)
+    if _device.is_device(x) or _device.is_device(w_raw):
+        return _qmatmul_device(x, w_raw, qtype, n, k, out, accumulate, stream)
+    if accumulate and out is None:
+        raise ValueError("qmatmul: accumulate=True needs out=")
     x = np.asarray(x)
     if x.dtype != np.float32:
         raise ValueError(f"qmatmul: x must be float32, got {x.dtype}")
@@ -64,7 +80,35 @@ def qmatmul(x, w_raw, qtype, shape, threads: int = 0) -> np.ndarray:
         raise ValueError(f"qmatmul: x must be 1-D or 2-D, got shape {x.shape}")
     x2 = np.ascontiguousarray(x.reshape(1, -1) if x.ndim == 1 else x)
     y = _core.qmatmul(x2, _weights_as_bytes(w_raw), qtype, n, k, int(threads))
-    return y[0] if x.ndim == 1 else y
+    y = y[0] if x.ndim == 1 else y
+    if out is None:
+        return y
+    if not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != y.shape:
+        raise ValueError(f"qmatmul: out must be a float32 numpy array of shape {y.shape}")
+    if accumulate:
+        out += y
+    else:
+        out[...] = y
+    return out
+
+
+def _qmatmul_device(x, w_raw, qtype, n, k, out, accumulate, stream):
+    from ..cuda import _module
+
+    cuda = _module()
+    if hasattr(qtype, "name") and not isinstance(qtype, str):  # gguf.GGMLQuantizationType
+        qtype = int(qtype)
+    vx, vw = _device.view(x, "x"), _device.view(w_raw, "w_raw")
+    if len(x.shape) not in (1, 2):
+        raise ValueError(f"qmatmul: x must be 1-D or 2-D, got shape {tuple(x.shape)}")
+    if out is None:
+        if accumulate:
+            raise ValueError("qmatmul: accumulate=True needs out=")
+        shape = (n,) if len(x.shape) == 1 else (x.shape[0], n)
+        out = _device.empty_like_lib(x, shape, "float32")
+    cuda.qmatmul(vw, qtype, n, k, vx, _device.view(out, "out"), bool(accumulate),
+                 _device.stream_of(x, stream))
+    return out
 
 
 def qmatvec(x, w_raw, qtype, shape, threads: int = 0) -> np.ndarray:

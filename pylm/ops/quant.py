@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .. import _core
+from ..cuda._ext import is_device_array
 
 __all__ = ["QTYPES", "QUANTIZE_TYPES", "dequantize", "qtype_info", "quantize"]
 
@@ -48,8 +49,14 @@ def qtype_info(name) -> dict:
     return dict(_core.qtype_info(_qtype_arg(name)))
 
 
-def dequantize(raw: np.ndarray, qtype, shape: Sequence[int], threads: int = 0) -> np.ndarray:
+def dequantize(raw, qtype, shape: Sequence[int], threads: int = 0, *, dtype="float32",
+               out=None, stream=None):
     """Decode a tensor's stored bytes into float32.
+
+    Bytes in device memory (a torch/cupy CUDA array, pylm.cuda.Array, ...) are decoded by the
+    CUDA kernels into a new device array (``dtype`` float32, bit-exact with the CPU, or float16;
+    ``out``/``stream`` as in ``pylm.cuda.ops``); RuntimeError when CUDA is unavailable. dtype,
+    out and stream apply to device bytes only.
 
     Args:
       raw: the tensor's bytes exactly as stored in the GGUF, any shape, C-contiguous; uint8
@@ -66,6 +73,13 @@ def dequantize(raw: np.ndarray, qtype, shape: Sequence[int], threads: int = 0) -
     Raises:
       ValueError: unknown qtype, byte count mismatch, row length not a multiple of the block.
     """
+    if is_device_array(raw):
+        from ..cuda import ops as cuda_ops
+
+        return cuda_ops.dequantize(raw, _qtype_arg(qtype), shape, dtype=dtype, out=out,
+                                   stream=stream)
+    if out is not None or dtype not in ("float32", np.float32):
+        raise ValueError("dequantize: out= and dtype= apply to device bytes only")
     raw = np.asarray(raw)
     if raw.dtype != np.uint8 and raw.flags.c_contiguous:
         raw = raw.reshape(-1).view(np.uint8)

@@ -80,12 +80,19 @@ class Trainer:
         checkpoint: path written at every evaluation and at the end of fit().
         progress: draw a progress line on stderr.
         model: start from this LlamaModel (e.g. LlamaModel.from_gguf) instead of a fresh one.
+        device: "cpu" (default), "cuda" or "cuda:N": train on the GPU (pylm.train.cuda_model;
+            RuntimeError when CUDA is not built or usable, never a CPU fallback).
+        dtype: on CUDA, "float32" or "bfloat16" (bf16 activations, fp32 master weights).
         **hyper: TrainArgs fields (batch_size, lr, max_steps, trainable, ...).
     """
 
     def __init__(self, config: LlamaConfig, train_data, val_data=None, *, tokenizer=None,
                  threads: int | None = None, checkpoint: str | os.PathLike | None = None,
-                 progress: bool = True, model: LlamaModel | None = None, **hyper):
+                 progress: bool = True, model: LlamaModel | None = None, device: str = "cpu",
+                 dtype: str = "float32", **hyper):
+        from .cuda_model import parse_device
+
+        self.device, device_index = parse_device(device)
         self.config = config
         self.args = TrainArgs(**hyper)
         self.train = _windows(train_data, config.context)
@@ -95,6 +102,10 @@ class Trainer:
             self.val = None
         self.tokenizer = tokenizer
         self.model = model or LlamaModel(config, seed=self.args.seed, threads=threads)
+        if self.device == "cuda":
+            from .cuda_model import CudaLlamaModel
+
+            self.model = CudaLlamaModel.from_model(self.model, dtype, device_index)
         a = self.args
         names = list(self.model.params)
         if a.trainable is not None:
@@ -105,8 +116,14 @@ class Trainer:
             self.model.frozen = set(names) - set(train_names)
         else:
             train_names = names
-        self.opt = AdamW(self.model.params, (a.beta1, a.beta2), weight_decay=a.weight_decay,
-                         threads=self.model.threads, trainable=train_names)
+        if self.device == "cuda":
+            from .cuda_model import CudaAdamW
+
+            self.opt = CudaAdamW(self.model, (a.beta1, a.beta2), weight_decay=a.weight_decay,
+                                 trainable=train_names)
+        else:
+            self.opt = AdamW(self.model.params, (a.beta1, a.beta2), weight_decay=a.weight_decay,
+                             threads=self.model.threads, trainable=train_names)
         self.rng = np.random.default_rng(a.seed)
         self.checkpoint = Path(checkpoint) if checkpoint else None
         self.progress = progress
@@ -129,10 +146,11 @@ class Trainer:
         m.zero_grad()
         loss = m.forward(ids, tg)
         m.backward()
-        norm = grad_norm(m.grads, m.threads)
+        cuda = self.device == "cuda"  # gradients stay on the device there
+        norm = m.grad_norm() if cuda else grad_norm(m.grads, m.threads)
         lr = cosine_lr(self.step_num, a.lr, a.warmup, a.max_steps, a.min_lr)
         if math.isfinite(norm):
-            self.opt.step(m.grads, lr, clip_scale(norm, a.grad_clip))
+            self.opt.step(None if cuda else m.grads, lr, clip_scale(norm, a.grad_clip))
         self.step_num += 1
         tps = ids.size / (time.perf_counter() - t0)
         h = self.history
@@ -177,7 +195,10 @@ class Trainer:
             if timed_out:
                 break
         if restore_best and self.best_params is not None:
-            self.model.params.data[...] = self.best_params
+            if self.device == "cuda":
+                self.model.load_params(self.best_params)
+            else:
+                self.model.params.data[...] = self.best_params
         return self.history
 
     def _eval_and_checkpoint(self) -> None:
@@ -234,7 +255,8 @@ class Trainer:
     @classmethod
     def resume(cls, path: str | os.PathLike, train_data, val_data=None, *, tokenizer=None,
                threads: int | None = None, checkpoint: str | os.PathLike | None = None,
-               progress: bool = True, **overrides) -> Trainer:
+               progress: bool = True, device: str = "cpu", dtype: str = "float32",
+               **overrides) -> Trainer:
         """A Trainer continuing from a checkpoint written by save(); `overrides` change
         TrainArgs (e.g. max_steps=...). The tokenizer defaults to the one saved in it."""
         meta, arrays = _read_checkpoint(path)
@@ -246,7 +268,7 @@ class Trainer:
                            threads=threads)
         tr = cls(cfg, train_data, val_data, tokenizer=tokenizer, threads=threads,
                  checkpoint=checkpoint if checkpoint is not None else path, progress=progress,
-                 model=model, **args)
+                 model=model, device=device, dtype=dtype, **args)
         tr.opt.load_state_dict({"m": arrays["m"], "v": arrays["v"], "t": meta["opt_t"]})
         tr.step_num = int(meta["step"])
         tr.rng.bit_generator.state = meta["rng"]

@@ -1,0 +1,68 @@
+// Paged-KV bookkeeping on the host for the GPU engine: the same block-table design as the CPU
+// cache (csrc/engine/kv_cache.h) without the storage, which lives in device memory
+// (cuda/engine/engine.h). Sequences own block tables (logical block i -> physical block);
+// blocks are reference counted; fork() shares blocks and the first write into a shared,
+// partially filled block copies it (the copy itself is the owner's callback: a device memcpy).
+// reserve() allocates for a whole batch up front, so a pool that runs out throws
+// DeviceKVPoolExhausted and leaves every sequence exactly as it was.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace pylm {
+namespace cuda {
+
+// Raised to Python as pylm._core.KVPoolExhausted (the CPU engine's class; see bind_engine.cpp).
+struct DeviceKVPoolExhausted : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+class BlockTables {
+public:
+    using CopyFn = std::function<void(int32_t dst, int32_t src)>;
+    BlockTables(int block_size, int64_t n_blocks, CopyFn copy_block);
+
+    int block_size() const { return block_size_; }
+    int64_t n_blocks() const { return n_blocks_; }
+    int64_t free_blocks() const { return static_cast<int64_t>(free_list_.size()); }
+
+    int seq_new();
+    int seq_fork(int parent);
+    void seq_truncate(int seq, int64_t n_tokens);  // keep the first n_tokens
+    void seq_free(int seq);
+    void clear();
+    int64_t seq_len(int seq) const;
+    std::vector<int> seq_ids() const;
+    const std::vector<int32_t>& block_table(int seq) const;
+
+    // Room for n_new[i] more tokens on seqs[i] (ids may repeat); all or nothing.
+    void reserve(const std::vector<int>& seqs, const std::vector<int64_t>& n_new);
+    void commit(int seq, int64_t n_new);
+    // Cache slot (physical block * block_size + offset) of token `pos` of `seq` (reserved).
+    int64_t slot(int seq, int64_t pos) const;
+
+private:
+    struct Seq {
+        std::vector<int32_t> blocks;
+        int64_t len = 0;
+    };
+    Seq& get(int seq);
+    const Seq& get(int seq) const;
+    int32_t alloc_block();
+    void release_block(int32_t b);
+
+    int block_size_;
+    int64_t n_blocks_;
+    CopyFn copy_block_;
+    std::vector<int32_t> refcount_;
+    std::vector<int32_t> free_list_;
+    std::unordered_map<int, Seq> seqs_;
+    int next_id_ = 0;
+};
+
+}  // namespace cuda
+}  // namespace pylm
