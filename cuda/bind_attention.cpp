@@ -1,8 +1,10 @@
 // Python bindings of the CUDA attention area (see bind.h): flash_attn and paged_attn.
 //
-// Arguments are device arrays (__cuda_array_interface__; pylm.ops.flash_attn / paged_attn wrap
-// torch tensors, bfloat16 included). Everything is validated here, before the device is touched
-// (ValueError naming the value); then a missing GPU is a RuntimeError, never a CPU fallback.
+// Arguments are device arrays (dev_tensor: __cuda_array_interface__ or DLPack, so torch bfloat16
+// too). Everything is validated here, before the device is touched (ValueError naming the
+// value); then DeviceScope raises RuntimeError when no GPU is usable (never a CPU fallback),
+// selects the arrays' device and orders `stream` after their producers. out=None allocates
+// through pylm.ops.attention._empty_for_binding (q's library, else a pylm.cuda.Array).
 #include <cuda_runtime.h>
 #include <pybind11/pybind11.h>
 
@@ -27,20 +29,15 @@ std::string str(int64_t v) { return std::to_string(v); }
     throw std::invalid_argument(std::string(fn) + ": " + msg);
 }
 
-void need_device() {
-    if (device_count() == 0)
-        throw std::runtime_error("CUDA requested but no usable CUDA device was found");
-}
-
 // A [B, T, H, D] device array (a 3-D [T, H, D] one reads as B = 1): heads D apart, D contiguous.
 struct Bthd {
     DevTensor t;
     int64_t B = 0, T = 0, H = 0, D = 0, sb = 0, st = 0;
 };
 
-Bthd as_bthd(py::handle obj, const char* name, const char* fn) {
+Bthd as_bthd(py::handle obj, const char* name, const char* fn, int64_t stream) {
     Bthd a;
-    a.t = dev_tensor(obj, name);
+    a.t = dev_tensor(obj, name, stream);
     const auto& sh = a.t.shape;
     const auto& sd = a.t.strides;
     if (sh.size() == 4) {
@@ -92,10 +89,10 @@ py::object empty_like(py::handle q) {
 
 py::object flash_attn(py::object q_obj, py::object k_obj, py::object v_obj, bool causal,
                       py::object scale, int64_t window, double softcap, py::object q_offset,
-                      py::object out_obj, py::object lse_obj, uintptr_t stream) {
+                      py::object out_obj, py::object lse_obj, int64_t stream) {
     const char* fn = "flash_attn";
-    const Bthd q = as_bthd(q_obj, "q", fn), k = as_bthd(k_obj, "k", fn),
-               v = as_bthd(v_obj, "v", fn);
+    const Bthd q = as_bthd(q_obj, "q", fn, stream), k = as_bthd(k_obj, "k", fn, stream),
+               v = as_bthd(v_obj, "v", fn, stream);
     check_float(fn, q.t, "q");
     check_same_dtype(fn, k.t, "k", q.t.dtype, "q");
     check_same_dtype(fn, v.t, "v", q.t.dtype, "q");
@@ -127,22 +124,23 @@ py::object flash_attn(py::object q_obj, py::object k_obj, py::object v_obj, bool
     check_aligned(fn, v, "v");
 
     if (out_obj.is_none()) out_obj = empty_like(q_obj);
-    const Bthd o = as_bthd(out_obj, "out", fn);
+    const Bthd o = as_bthd(out_obj, "out", fn, stream);
     check_same_dtype(fn, o.t, "out", q.t.dtype, "q");
     if (o.t.shape != q.t.shape)
         bad(fn, "out: shape " + o.t.shape_str() + " differs from q " + q.t.shape_str());
     if (o.t.readonly) bad(fn, "out: read-only array");
     check_aligned(fn, o, "out");
     float* lse_ptr = nullptr;
+    DevTensor l;
     if (!lse_obj.is_none()) {
-        DevTensor l = dev_tensor(lse_obj, "lse");
+        l = dev_tensor(lse_obj, "lse", stream);
         if (l.dtype != DType::F32) bad(fn, std::string("lse: expected float32, got ") + dtype_name(l.dtype));
         if (l.numel() != q.B * q.H * q.T || !l.contiguous() || l.readonly)
             bad(fn, "lse: expected a writable contiguous float32 [B, Hq, Tq] = [" + str(q.B) +
                         ", " + str(q.H) + ", " + str(q.T) + "], got shape " + l.shape_str());
         lse_ptr = static_cast<float*>(l.ptr);
     }
-    need_device();
+    DeviceScope scope({&q.t, &k.t, &v.t, &o.t, &l}, {"q", "k", "v", "out", "lse"}, stream);
 
     FlashAttnParams p;
     p.dtype = q.t.dtype;
@@ -158,16 +156,16 @@ py::object flash_attn(py::object q_obj, py::object k_obj, py::object v_obj, bool
     p.softcap = static_cast<float>(softcap);
     {
         py::gil_scoped_release nogil;
-        flash_attn_fwd(p, as_stream(stream));
+        flash_attn_fwd(p, as_stream(static_cast<uintptr_t>(stream)));
     }
     return out_obj;
 }
 
 py::object paged_attn(py::object q_obj, py::object k_obj, py::object v_obj, py::object bt_obj,
                       py::object cl_obj, py::object scale, int64_t window, double softcap,
-                      py::object out_obj, py::object max_ctx_obj, uintptr_t stream) {
+                      py::object out_obj, py::object max_ctx_obj, int64_t stream) {
     const char* fn = "paged_attn";
-    DevTensor q = dev_tensor(q_obj, "q");
+    DevTensor q = dev_tensor(q_obj, "q", stream);
     if (q.shape.size() != 3 && q.shape.size() != 4)
         bad(fn, "q: expected [S, Tq, Hq, D] (or [S, Hq, D]), got shape " + q.shape_str());
     check_float(fn, q, "q");
@@ -176,7 +174,7 @@ py::object paged_attn(py::object q_obj, py::object k_obj, py::object v_obj, py::
     const int64_t S = q.shape[0], Tq = q3 ? 1 : q.shape[1], Hq = q.shape[q3 ? 1 : 2],
                   D = q.shape.back();
     check_head_dim(fn, D);
-    DevTensor kc = dev_tensor(k_obj, "k_cache"), vc = dev_tensor(v_obj, "v_cache");
+    DevTensor kc = dev_tensor(k_obj, "k_cache", stream), vc = dev_tensor(v_obj, "v_cache", stream);
     if (kc.shape.size() != 4)
         bad(fn, "k_cache: expected [num_blocks, block_size, Hkv, D], got shape " + kc.shape_str());
     check_float(fn, kc, "k_cache");
@@ -193,7 +191,8 @@ py::object paged_attn(py::object q_obj, py::object k_obj, py::object v_obj, py::
     for (const DevTensor* c : {&kc, &vc})
         if (reinterpret_cast<uintptr_t>(c->ptr) % 16 != 0)
             bad(fn, "k_cache/v_cache: data pointer must be 16-byte aligned");
-    DevTensor bt = dev_tensor(bt_obj, "block_tables"), cl = dev_tensor(cl_obj, "context_lens");
+    DevTensor bt = dev_tensor(bt_obj, "block_tables", stream);
+    DevTensor cl = dev_tensor(cl_obj, "context_lens", stream);
     expect_dtype(bt, "block_tables", {DType::I32});
     expect_dtype(cl, "context_lens", {DType::I32});
     expect_ndim(bt, "block_tables", 2);
@@ -216,12 +215,13 @@ py::object paged_attn(py::object q_obj, py::object k_obj, py::object v_obj, py::
     if (!std::isfinite(sc)) bad(fn, "scale=" + std::to_string(sc) + " must be finite");
 
     if (out_obj.is_none()) out_obj = empty_like(q_obj);
-    DevTensor o = dev_tensor(out_obj, "out");
+    DevTensor o = dev_tensor(out_obj, "out", stream);
     check_same_dtype(fn, o, "out", q.dtype, "q");
     if (o.shape != q.shape) bad(fn, "out: shape " + o.shape_str() + " differs from q " + q.shape_str());
     expect_contiguous(o, "out");
     if (o.readonly) bad(fn, "out: read-only array");
-    need_device();
+    DeviceScope scope({&q, &kc, &vc, &bt, &cl, &o},
+                      {"q", "k_cache", "v_cache", "block_tables", "context_lens", "out"}, stream);
 
     PagedAttnParams p;
     p.q_dtype = q.dtype, p.kv_dtype = kc.dtype;
@@ -238,7 +238,7 @@ py::object paged_attn(py::object q_obj, py::object k_obj, py::object v_obj, py::
     p.softcap = static_cast<float>(softcap);
     {
         py::gil_scoped_release nogil;
-        const cudaStream_t st = as_stream(stream);
+        const cudaStream_t st = as_stream(static_cast<uintptr_t>(stream));
         const size_t ws = paged_attn_workspace_bytes(p);
         if (ws > 0) PYLM_CUDA_CHECK(cudaMallocAsync(&p.workspace, ws, st));
         try {

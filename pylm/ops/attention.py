@@ -1,7 +1,7 @@
 """Fused attention: one sequence on the CPU (numpy), or on the GPU for device arrays.
 
 ``attention`` runs the CPU kernel on numpy arrays and the CUDA flash kernel on device arrays
-(anything with ``__cuda_array_interface__``, or a CUDA torch tensor, bfloat16 included).
+(torch/cupy/jax CUDA arrays, pylm.cuda.Array: see ``pylm.cuda.is_device_array``).
 ``flash_attn`` (batched prefill/training) and ``paged_attn`` (decode over a paged KV cache) are
 GPU-only; without a usable GPU they raise RuntimeError, never fall back to the CPU.
 
@@ -16,76 +16,34 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
+from ..cuda._ext import is_device_array
 
 __all__ = ["attention", "flash_attn", "paged_attn"]
 
-_TORCH_TYPESTR = {"float32": "<f4", "float16": "<f2", "bfloat16": "<V2", "int32": "<i4",
-                  "uint8": "|u1"}
+
+def _cuda_parts():
+    from ..cuda import ops as cuda_ops
+    from ..cuda._ext import module
+    from ..cuda.stream import resolve_stream
+
+    return module(), cuda_ops, resolve_stream
 
 
-class _DeviceArray:
-    """``__cuda_array_interface__`` view of a CUDA torch tensor (torch exports no bfloat16)."""
-
-    def __init__(self, tensor):
-        name = str(tensor.dtype).replace("torch.", "")
-        if name not in _TORCH_TYPESTR:
-            raise ValueError(f"unsupported torch dtype {tensor.dtype}")
-        es = tensor.element_size()
-        self.tensor = tensor
-        self.__cuda_array_interface__ = {
-            "shape": tuple(tensor.shape),
-            "strides": tuple(s * es for s in tensor.stride()),
-            "typestr": _TORCH_TYPESTR[name],
-            "data": (tensor.data_ptr(), False),
-            "version": 3,
-        }
-
-
-def _is_torch_cuda(x) -> bool:
-    return type(x).__module__.startswith("torch") and getattr(x, "is_cuda", False)
-
-
-def _is_device(x) -> bool:
-    return _is_torch_cuda(x) or hasattr(x, "__cuda_array_interface__")
-
-
-def _dev(x):
-    """What the binding reads: torch tensors as _DeviceArray, anything else unchanged."""
-    if x is None:
-        return None
-    return _DeviceArray(x.detach()) if _is_torch_cuda(x) else x
-
-
-def _empty_like(x):
-    """An uninitialized contiguous device array with x's shape and dtype (torch or cupy)."""
-    if isinstance(x, _DeviceArray):
-        x = x.tensor
-    mod = type(x).__module__
-    if mod.startswith("torch"):
-        import torch
-
-        return torch.empty(tuple(x.shape), dtype=x.dtype, device=x.device)
-    if mod.startswith("cupy"):
-        import cupy
-
-        return cupy.empty(x.shape, dtype=x.dtype)
-    raise ValueError(f"out: cannot allocate a device array like {type(x).__name__}; pass out=")
+def _new_like(q):
+    """A new device array like q (q's library: torch, cupy; else a pylm.cuda.Array)."""
+    _, cuda_ops, _ = _cuda_parts()
+    info = cuda_ops.describe(q)
+    return cuda_ops._empty_like(q, info["shape"], info["dtype"])
 
 
 def _empty_for_binding(q):
-    """Called by pylm._cuda when out=None: an array whose interface the binding can read."""
-    return _dev(_empty_like(q))
-
-
-def _cuda():
-    from .. import cuda
-
-    return cuda._module()
+    """Called by pylm._cuda.flash_attn / paged_attn when out=None."""
+    return _new_like(q)
 
 
 def flash_attn(q, k, v, causal: bool = True, scale: float | None = None, window: int = 0,
                softcap: float = 0.0, q_offset: int | None = None, out=None, lse=None,
-               stream: int = 0):
+               stream=None):
     """Batched flash attention forward on the GPU (online softmax in fp32, no T x T matrix).
 
     Query i sits at position ``q_offset + i`` (default ``Tk - Tq`` when causal) and, when
@@ -97,9 +55,9 @@ def flash_attn(q, k, v, causal: bool = True, scale: float | None = None, window:
         q: device array [B, Tq, Hq, D] (or [Tq, Hq, D]), float32/float16/bfloat16,
             D in {64, 128, 256}; heads D apart, D contiguous.
         k, v: [B, Tk, Hkv, D] of q's dtype; Hq must be a multiple of Hkv.
-        out: optional output like q (allocated with q's library when None).
+        out: optional output like q (a new array of q's library when None).
         lse: optional float32 [B, Hq, Tq] receiving log-sum-exp of the scaled scores.
-        stream: a cudaStream_t as an integer (0 = the legacy default stream).
+        stream: CUDA stream (int, torch/cupy stream; default: see ``pylm.cuda.stream``).
 
     Returns:
         out.
@@ -108,19 +66,20 @@ def flash_attn(q, k, v, causal: bool = True, scale: float | None = None, window:
         ValueError: bad shapes/dtypes/head dim (the message names the value).
         RuntimeError: pylm built without CUDA, or no usable GPU.
     """
+    mod, cuda_ops, resolve_stream = _cuda_parts()
+    s = resolve_stream(stream, q)
     if out is None:
-        out = _empty_like(q)
-    _cuda().flash_attn(_dev(q), _dev(k), _dev(v), causal=bool(causal),
-                       scale=None if scale is None else float(scale), window=int(window),
-                       softcap=float(softcap),
-                       q_offset=None if q_offset is None else int(q_offset), out=_dev(out),
-                       lse=_dev(lse), stream=int(stream))
-    return out
+        out = _new_like(q)
+    mod.flash_attn(q, k, v, causal=bool(causal), scale=None if scale is None else float(scale),
+                   window=int(window), softcap=float(softcap),
+                   q_offset=None if q_offset is None else int(q_offset), out=out, lse=lse,
+                   stream=s)
+    return cuda_ops._mark(out, s)
 
 
 def paged_attn(q, k_cache, v_cache, block_tables, context_lens, scale: float | None = None,
                window: int = 0, softcap: float = 0.0, out=None, max_context_len: int | None = None,
-               stream: int = 0):
+               stream=None):
     """Decode attention over the paged KV cache on the GPU (split-K over long contexts).
 
     Sequence s holds ``context_lens[s]`` tokens, token t in block ``block_tables[s, t // bs]``
@@ -138,14 +97,16 @@ def paged_attn(q, k_cache, v_cache, block_tables, context_lens, scale: float | N
     Returns:
         out, q's dtype and shape.
     """
+    mod, cuda_ops, resolve_stream = _cuda_parts()
+    s = resolve_stream(stream, q)
     if out is None:
-        out = _empty_like(q)
-    _cuda().paged_attn(_dev(q), _dev(k_cache), _dev(v_cache), _dev(block_tables),
-                       _dev(context_lens), scale=None if scale is None else float(scale),
-                       window=int(window), softcap=float(softcap), out=_dev(out),
-                       max_context_len=None if max_context_len is None else int(max_context_len),
-                       stream=int(stream))
-    return out
+        out = _new_like(q)
+    mod.paged_attn(q, k_cache, v_cache, block_tables, context_lens,
+                   scale=None if scale is None else float(scale), window=int(window),
+                   softcap=float(softcap), out=out,
+                   max_context_len=None if max_context_len is None else int(max_context_len),
+                   stream=s)
+    return cuda_ops._mark(out, s)
 
 
 def attention(
@@ -189,7 +150,7 @@ def attention(
             window / q_pos0 / softcap, or T > S with no q_pos0.
         RuntimeError: device arrays without a usable GPU.
     """
-    if _is_device(q):
+    if is_device_array(q):
         return flash_attn(q, k, v, causal=causal, scale=scale, window=window, softcap=softcap,
                           q_offset=q_pos0)
     return _core.attention(
