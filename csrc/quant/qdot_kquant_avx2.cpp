@@ -223,6 +223,17 @@ struct Q6K {
     }
 };
 
+// The canonical int32 lanes of one activation row for chunks (i, i+2) and (i+4, i+6), i = 0
+// (lanes 0-7) or 1 (lanes 8-15); q: the 8 unpacked chunks, sc: the 4 pair scale vectors.
+static inline __m256i half_lanes(const __m256i* q, const __m256i* sc, const int8_t* aq, int i) {
+    const __m256i a0 = _mm256_maddubs_epi16(q[i], ld256(aq + 32 * i));
+    const __m256i a1 = _mm256_maddubs_epi16(q[i + 2], ld256(aq + 32 * i + 64));
+    const __m256i b0 = _mm256_maddubs_epi16(q[i + 4], ld256(aq + 32 * i + 128));
+    const __m256i b1 = _mm256_maddubs_epi16(q[i + 6], ld256(aq + 32 * i + 192));
+    return _mm256_add_epi32(_mm256_madd_epi16(_mm256_hadd_epi16(a0, a1), sc[i]),
+                            _mm256_madd_epi16(_mm256_hadd_epi16(b0, b1), sc[i + 2]));
+}
+
 template <class T>
 struct KRows {
     template <int C>
@@ -231,6 +242,9 @@ struct KRows {
         const int64_t nsb = K / QK_K;
         const block_q8_K* a[C];
         for (int c = 0; c < C; ++c) a[c] = reinterpret_cast<const block_q8_K*>(act[c]);
+        // Unpacked codes and pair scales of the current super-block: kept in L1 rather than
+        // registers, so the rows' accumulators stay in registers.
+        __m256i q[8], sc[4];
         for (int64_t n = 0; n < N; ++n) {
             const uint8_t* wr = w + n * ws;
             prefetch_ahead(wr, ws);
@@ -239,35 +253,22 @@ struct KRows {
             for (int64_t sb = 0; sb < nsb; ++sb) {
                 const uint8_t* blk = wr + sb * T::kBytes;
                 const KSb S = T::prepare(blk);
-                __m256i il[C], ih[C];  // int32 lanes 0-7 (chunks 0, 2, 4, 6) and 8-15 (odd)
-                for (int c = 0; c < C; ++c) il[c] = ih[c] = _mm256_setzero_si256();
-                for (int p = 0; p < 4; ++p) {
-                    const int i = (p & 1) + 4 * (p >> 1);  // 0, 1, 4, 5
-                    const __m256i q0 = T::quants(blk, i), q1 = T::quants(blk, i + 2);
-                    const __m256i sc = pair_scales(S, i);
-                    for (int c = 0; c < C; ++c) {
-                        const int8_t* aq = a[c][sb].qs;
-                        const __m256i p0 = _mm256_maddubs_epi16(q0, ld256(aq + 32 * i));
-                        const __m256i p1 = _mm256_maddubs_epi16(q1, ld256(aq + 32 * i + 64));
-                        const __m256i v = _mm256_madd_epi16(_mm256_hadd_epi16(p0, p1), sc);
-                        if (i & 1)
-                            ih[c] = _mm256_add_epi32(ih[c], v);
-                        else
-                            il[c] = _mm256_add_epi32(il[c], v);
-                    }
-                }
+                for (int i = 0; i < 8; ++i) q[i] = T::quants(blk, i);
+                for (int p = 0; p < 4; ++p) sc[p] = pair_scales(S, (p & 1) + 4 * (p >> 1));
                 const __m256 dv = _mm256_set1_ps(S.d), mv = _mm256_set1_ps(S.dmin);
                 for (int c = 0; c < C; ++c) {
+                    const int8_t* aq = a[c][sb].qs;
+                    const __m256i il = half_lanes(q, sc, aq, 0), ih = half_lanes(q, sc, aq, 1);
                     const __m256i m = _mm256_madd_epi16(ld256(a[c][sb].bsums), S.mins16);
                     const __m256 dx = _mm256_broadcast_ss(&a[c][sb].d);
                     __m256 tl;
                     if (T::kOffset) {
-                        tl = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(il[c], m)), dv);
+                        tl = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(il, m)), dv);
                     } else {
-                        tl = _mm256_mul_ps(_mm256_cvtepi32_ps(il[c]), dv);
+                        tl = _mm256_mul_ps(_mm256_cvtepi32_ps(il), dv);
                         tl = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(m), mv, tl);
                     }
-                    const __m256 th = _mm256_mul_ps(_mm256_cvtepi32_ps(ih[c]), dv);
+                    const __m256 th = _mm256_mul_ps(_mm256_cvtepi32_ps(ih), dv);
                     acc_lo[c] = _mm256_fmadd_ps(tl, dx, acc_lo[c]);
                     acc_hi[c] = _mm256_fmadd_ps(th, dx, acc_hi[c]);
                 }
