@@ -217,3 +217,24 @@ def test_batch_invariance(isa, name):
     for i in (0, 4, 8, 18):
         np.testing.assert_array_equal(pylm.ops.qmatvec(x[i], raw, name, (n, k)), y[i])
         assert _core._vec_dot(x[i], raw[n - 1], name) == y[i, n - 1]
+
+
+@pytest.fixture(scope="module")
+def gemma3_kquant(gemma3_path):
+    """The K-quant matrices of Gemma-3's first block: name -> (qtype, raw (N, bytes), N, K)."""
+    out = {}
+    for t in gguf.GGUFReader(gemma3_path).tensors:
+        if t.name.startswith("blk.0.") and t.tensor_type.name in KQUANTS:
+            out[t.name] = (t.tensor_type.name, np.array(t.data), int(t.shape[1]), int(t.shape[0]))
+    return out
+
+
+def test_gemma3_matrices(isa, gemma3_kquant):
+    """Real Q4_K / Q6_K weights: every ISA equals the canonical numpy product bit for bit."""
+    assert {q for q, *_ in gemma3_kquant.values()} >= {"Q4_K", "Q6_K"}
+    rng = np.random.default_rng(21)
+    for tname, (qname, raw, n, k) in sorted(gemma3_kquant.items()):
+        raw, n = raw[:96], min(n, 96)
+        x = activations(3, k, rng)
+        want = canonical(x, raw, qname, n, k)
+        np.testing.assert_array_equal(pylm.ops.qmatmul(x, raw, qname, (n, k)), want, tname)
