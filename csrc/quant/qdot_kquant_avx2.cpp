@@ -285,13 +285,17 @@ template <class R>
 struct Kern {
     static void gemm(int64_t K, const uint8_t* w, int64_t ws, int64_t N, const uint8_t* act,
                      int64_t as, int64_t C, float* y, int64_t ldy) {
-        static const RowsFn fns[4] = {R::template run<1>, R::template run<2>, R::template run<3>,
-                                      R::template run<4>};
-        for (int64_t c0 = 0; c0 < C; c0 += 4) {
-            const int cn = C - c0 < 4 ? (int)(C - c0) : 4;
-            const uint8_t* ap[4];
+        static const RowsFn fns[8] = {R::template run<1>, R::template run<2>,
+                                      R::template run<3>, R::template run<4>,
+                                      R::template run<4>, R::template run<4>,
+                                      R::template run<4>, R::template run<8>};
+        for (int64_t c0 = 0; c0 < C;) {  // groups of 8 activation rows, then 4, then the rest
+            const int64_t rem = C - c0;
+            const int cn = rem >= 8 ? 8 : rem >= 4 ? 4 : (int)rem;
+            const uint8_t* ap[8];
             for (int c = 0; c < cn; ++c) ap[c] = act + (c0 + c) * as;
             fns[cn - 1](K, w, ws, N, ap, y + c0 * ldy, ldy);
+            c0 += cn;
         }
     }
     static float vec_dot(int64_t K, const void* w, const void* act) {
