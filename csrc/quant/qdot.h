@@ -69,6 +69,7 @@ namespace ref {
 void quantize_act_q8s(const float* x, int64_t K, void* row);
 void quantize_act_q8k(const float* x, int64_t K, void* row);
 const QDotKernels* qdot_kernels(QType t);
+const QDotKernels* qdot_kernels_k(QType t);  // K-quant half (qdot_kquant_ref.cpp)
 }  // namespace ref
 namespace avx2 {
 void quantize_act_q8s(const float* x, int64_t K, void* row);

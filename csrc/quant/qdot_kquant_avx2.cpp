@@ -1,12 +1,18 @@
 // AVX2 quantized dot products, part 2: K-quant super-blocks (Q2_K .. Q6_K) x Q8K activations.
 //
-// A super-block of 256 weights is walked in 8 chunks of 32. Each chunk is unpacked to unsigned
-// bytes u (Q2: 0..3, Q3: 0..7, Q4: 0..15, Q5: 0..31, Q6: 0..63) and meets the activations with
-// vpmaddubsw(u, a) (int16 pair sums, no saturation: 2*63*127 < 32767) then vpmaddwd with the
-// sub-block scales (int16, one per 16 weights), so a whole super-block sums in int32.
-// The zero point / min is applied once per super-block through the activation block sums
-// (block_q8_K.bsums, one per 16): Q3_K/Q6_K subtract 4*sc_j*bsum_j / 32*sc_j*bsum_j in integers,
-// Q2_K/Q4_K/Q5_K subtract dmin * d_x * sum_j m_j*bsum_j in float (cf. ggml_vec_dot_q4_K_q8_K).
+// Bit-identical to the scalar reference and the AVX-512 kernel: the canonical order of
+// qdot_kquant_ref.cpp has 16 float lanes per row (AVX-512's), emulated here as two __m256
+// (lanes 0-7, 8-15) with the same integers, the same float operations and the same final tree.
+//
+// A super-block of 256 weights is walked in 8 chunks of 32 (chunk i = weights 32i .. 32i+31),
+// unpacked to unsigned bytes u (Q2: 0..3, Q3: 0..7, Q4: 0..15, Q5: 0..31, Q6: 0..63). Chunks i
+// and i+2 (i = 0, 1, 4, 5) meet the activations together:
+//   vpmaddubsw(u, a) x 2   -> int16 sums of 2 weights (<= 2*63*127 = 16002, no saturation),
+//   vphaddw                -> int16 sums of 4 weights (<= 32004, exact), int16 lane
+//                             [c0 b3 b2] per 128-bit half (c0: which chunk, b3 b2: bits of w),
+//   vpmaddwd(.., sc)       -> int32 lane [L0 c0 b3] = the canonical lane 8 (i & 1) + that,
+// so each int32 lane holds exactly the weights of its AVX-512 lane. The zero point / min goes
+// through the activation block sums (block_q8_K.bsums) in lanes 0-7 once per super-block.
 #include <immintrin.h>
 
 #include <cstring>
@@ -27,11 +33,12 @@ static inline void prefetch_ahead(const uint8_t* row, int64_t ws) {
         _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
 }
 
-static inline float hsum_ps(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
+// The canonical tree (qdot_kquant_ref.cpp) over lanes lo = 0-7, hi = 8-15.
+static inline float reduce16(__m256 lo, __m256 hi) {
+    const __m256 s8 = _mm256_add_ps(lo, hi);
+    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
 }
 
 static inline float h2f(const uint8_t* p) {
@@ -66,12 +73,26 @@ static inline void set_scales(KSb* S, __m256i sc16) {
     S->sc_hi = _mm256_permute4x64_epi64(sc16, 0xEE);
 }
 
-// Chunk i (32 weights = sub-blocks 2i, 2i+1): [s_2i x8 | s_2i+1 x8] as int16.
-static inline __m256i chunk_scales(const KSb& S, int i) {
-    const int k = i & 3;
-    const __m128i lo = _mm_set1_epi16((short)((4 * k) | ((4 * k + 1) << 8)));
-    const __m128i hi = _mm_set1_epi16((short)((4 * k + 2) | ((4 * k + 3) << 8)));
-    const __m256i pat = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+// Scales for the vphaddw of chunks i, i+2 (i = 0, 1, 4, 5): int16 lane [c0 b3 b2] of 128-bit
+// half L0 has sub-block 2 (i + 2 c0) + L0, i.e. [s_2i x4 | s_2i+4 x4 | s_2i+1 x4 | s_2i+5 x4],
+// taken from sc_lo (i < 4) or sc_hi (i >= 4) at local index k = 2 (i & 1) (+4, +1, +5).
+struct PairPat {
+    uint8_t v[2][32];  // [i & 1][byte]
+};
+static constexpr PairPat make_pair_pat() {
+    PairPat t{};
+    for (int odd = 0; odd < 2; ++odd)
+        for (int g = 0; g < 16; ++g) {  // int16 lane g = 8 L0 + 4 c0 + (b3 b2)
+            const int sub = 2 * odd + 4 * ((g >> 2) & 1) + (g >> 3);
+            t.v[odd][2 * g] = (uint8_t)(2 * sub);
+            t.v[odd][2 * g + 1] = (uint8_t)(2 * sub + 1);
+        }
+    return t;
+}
+alignas(32) static constexpr PairPat kPairPat = make_pair_pat();
+
+static inline __m256i pair_scales(const KSb& S, int i) {
+    const __m256i pat = _mm256_load_si256(reinterpret_cast<const __m256i*>(kPairPat.v[i & 1]));
     return _mm256_shuffle_epi8(i < 4 ? S.sc_lo : S.sc_hi, pat);
 }
 
@@ -202,6 +223,17 @@ struct Q6K {
     }
 };
 
+// The canonical int32 lanes of one activation row for chunks (i, i+2) and (i+4, i+6), i = 0
+// (lanes 0-7) or 1 (lanes 8-15); q: the 8 unpacked chunks, sc: the 4 pair scale vectors.
+static inline __m256i half_lanes(const __m256i* q, const __m256i* sc, const int8_t* aq, int i) {
+    const __m256i a0 = _mm256_maddubs_epi16(q[i], ld256(aq + 32 * i));
+    const __m256i a1 = _mm256_maddubs_epi16(q[i + 2], ld256(aq + 32 * i + 64));
+    const __m256i b0 = _mm256_maddubs_epi16(q[i + 4], ld256(aq + 32 * i + 128));
+    const __m256i b1 = _mm256_maddubs_epi16(q[i + 6], ld256(aq + 32 * i + 192));
+    return _mm256_add_epi32(_mm256_madd_epi16(_mm256_hadd_epi16(a0, a1), sc[i]),
+                            _mm256_madd_epi16(_mm256_hadd_epi16(b0, b1), sc[i + 2]));
+}
+
 template <class T>
 struct KRows {
     template <int C>
@@ -210,40 +242,38 @@ struct KRows {
         const int64_t nsb = K / QK_K;
         const block_q8_K* a[C];
         for (int c = 0; c < C; ++c) a[c] = reinterpret_cast<const block_q8_K*>(act[c]);
+        // Unpacked codes and pair scales of the current super-block: kept in L1 rather than
+        // registers, so the rows' accumulators stay in registers.
+        __m256i q[8], sc[4];
         for (int64_t n = 0; n < N; ++n) {
             const uint8_t* wr = w + n * ws;
             prefetch_ahead(wr, ws);
-            __m256 acc[C];
-            for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
+            __m256 acc_lo[C], acc_hi[C];  // canonical float lanes 0-7, 8-15
+            for (int c = 0; c < C; ++c) acc_lo[c] = acc_hi[c] = _mm256_setzero_ps();
             for (int64_t sb = 0; sb < nsb; ++sb) {
                 const uint8_t* blk = wr + sb * T::kBytes;
                 const KSb S = T::prepare(blk);
-                __m256i isum[C];
-                for (int c = 0; c < C; ++c) isum[c] = _mm256_setzero_si256();
-                for (int i = 0; i < 8; ++i) {
-                    const __m256i q = T::quants(blk, i);
-                    const __m256i sc = chunk_scales(S, i);
-                    for (int c = 0; c < C; ++c) {
-                        const __m256i p = _mm256_maddubs_epi16(q, ld256(a[c][sb].qs + 32 * i));
-                        isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(p, sc));
-                    }
-                }
+                for (int i = 0; i < 8; ++i) q[i] = T::quants(blk, i);
+                for (int p = 0; p < 4; ++p) sc[p] = pair_scales(S, (p & 1) + 4 * (p >> 1));
                 const __m256 dv = _mm256_set1_ps(S.d), mv = _mm256_set1_ps(S.dmin);
                 for (int c = 0; c < C; ++c) {
+                    const int8_t* aq = a[c][sb].qs;
+                    const __m256i il = half_lanes(q, sc, aq, 0), ih = half_lanes(q, sc, aq, 1);
                     const __m256i m = _mm256_madd_epi16(ld256(a[c][sb].bsums), S.mins16);
                     const __m256 dx = _mm256_broadcast_ss(&a[c][sb].d);
+                    __m256 tl;
                     if (T::kOffset) {
-                        acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(isum[c], m)),
-                                                 _mm256_mul_ps(dv, dx), acc[c]);
+                        tl = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(il, m)), dv);
                     } else {
-                        acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_mul_ps(dv, dx),
-                                                 acc[c]);
-                        acc[c] =
-                            _mm256_fnmadd_ps(_mm256_cvtepi32_ps(m), _mm256_mul_ps(mv, dx), acc[c]);
+                        tl = _mm256_mul_ps(_mm256_cvtepi32_ps(il), dv);
+                        tl = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(m), mv, tl);
                     }
+                    const __m256 th = _mm256_mul_ps(_mm256_cvtepi32_ps(ih), dv);
+                    acc_lo[c] = _mm256_fmadd_ps(tl, dx, acc_lo[c]);
+                    acc_hi[c] = _mm256_fmadd_ps(th, dx, acc_hi[c]);
                 }
             }
-            for (int c = 0; c < C; ++c) y[c * ldy + n] = hsum_ps(acc[c]);
+            for (int c = 0; c < C; ++c) y[c * ldy + n] = reduce16(acc_lo[c], acc_hi[c]);
         }
     }
 };
@@ -255,13 +285,17 @@ template <class R>
 struct Kern {
     static void gemm(int64_t K, const uint8_t* w, int64_t ws, int64_t N, const uint8_t* act,
                      int64_t as, int64_t C, float* y, int64_t ldy) {
-        static const RowsFn fns[4] = {R::template run<1>, R::template run<2>, R::template run<3>,
-                                      R::template run<4>};
-        for (int64_t c0 = 0; c0 < C; c0 += 4) {
-            const int cn = C - c0 < 4 ? (int)(C - c0) : 4;
-            const uint8_t* ap[4];
+        static const RowsFn fns[8] = {R::template run<1>, R::template run<2>,
+                                      R::template run<3>, R::template run<4>,
+                                      R::template run<4>, R::template run<4>,
+                                      R::template run<4>, R::template run<8>};
+        for (int64_t c0 = 0; c0 < C;) {  // groups of 8 activation rows, then 4, then the rest
+            const int64_t rem = C - c0;
+            const int cn = rem >= 8 ? 8 : rem >= 4 ? 4 : (int)rem;
+            const uint8_t* ap[8];
             for (int c = 0; c < cn; ++c) ap[c] = act + (c0 + c) * as;
             fns[cn - 1](K, w, ws, N, ap, y + c0 * ldy, ldy);
+            c0 += cn;
         }
     }
     static float vec_dot(int64_t K, const void* w, const void* act) {

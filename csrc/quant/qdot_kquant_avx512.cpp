@@ -8,7 +8,8 @@
 //                             per lane once per super-block (vpermw, see PairIdx),
 // i.e. 6 multiply uops per 256 weights instead of 8 with vpmaddubsw + vpdpwssd. Zero points /
 // mins go through the activation block sums (bsums) once per super-block, as in
-// qdot_kquant_avx2.cpp; the float part is (d * isum - dmin * imin) * d_x.
+// qdot_kquant_avx2.cpp. The float part per lane and the final reduction are the canonical order
+// defined in qdot_kquant_ref.cpp (the scalar and AVX2 kernels reproduce these lanes bit for bit).
 // NOTE: GCC 12 reports its own _mm512_undefined_* idiom (inside casts/broadcasts) as
 // maybe-uninitialized; the lanes are always overwritten.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -46,6 +47,15 @@ static inline __m512i bcast256(const uint8_t* p) {  // 32 bytes into both halves
 // Per-64-bit-lane shift counts: a for the low 256 bits, b for the high 256 bits.
 static inline __m512i counts(int a, int b) {
     return _mm512_inserti64x4(_mm512_set1_epi64(a), _mm256_set1_epi64x(b), 1);
+}
+
+// The canonical tree (qdot_kquant_ref.cpp): v[i] += v[i+8], v[i] += v[i+4], v[i] += v[i+2],
+// v[0] + v[1].
+static inline float reduce16(__m512 v) {
+    const __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
 }
 
 // Per super-block: int16 scales in the low lanes of sc (16 per-16 scales, or 8 per-32 scales
@@ -272,16 +282,16 @@ struct KRows {
                             t = _mm512_mul_ps(
                                 _mm512_cvtepi32_ps(_mm512_sub_epi32(is, _mm512_zextsi256_si512(m))),
                                 dv);
-                        } else {
+                        } else {  // mins in lanes 0-7 only (lanes 8-15 keep t as it is)
                             t = _mm512_mul_ps(_mm512_cvtepi32_ps(is), dv);
-                            t = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(_mm512_zextsi256_si512(m)), mv,
-                                                 t);
+                            t = _mm512_mask3_fnmadd_ps(
+                                _mm512_cvtepi32_ps(_mm512_zextsi256_si512(m)), mv, t, 0x00FF);
                         }
                         acc[c] = _mm512_fmadd_ps(t, _mm512_set1_ps(a[c][sb].d), acc[c]);
                     }
                 }
             }
-            for (int c = 0; c < C; ++c) y[c * ldy + n] = _mm512_reduce_add_ps(acc[c]);
+            for (int c = 0; c < C; ++c) y[c * ldy + n] = reduce16(acc[c]);
         }
     }
 };

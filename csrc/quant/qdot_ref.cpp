@@ -95,141 +95,6 @@ float dot_legacy(int64_t K, const void* w, const void* act) {
     return sum;
 }
 
-// ---- K-quant super-blocks: x[i] = d * sc[i/16] * q[i] - dmin * mn[i/16] ---------------------
-
-struct KDec {
-    int q[256];
-    int sc[16], mn[16];  // per 16 weights
-    float d, dmin;
-};
-
-// The 12 packed bytes of Q4_K/Q5_K: 8 six-bit scales and 8 six-bit mins (get_scale_min_k4).
-void scale_min_k4(const uint8_t* s, int j, int* sc, int* mn) {
-    if (j < 4) {
-        *sc = s[j] & 63;
-        *mn = s[j + 4] & 63;
-    } else {
-        *sc = (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4);
-        *mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-    }
-}
-
-void dec_q2_K(const uint8_t* b, KDec* k) {
-    const block_q2_K* x = reinterpret_cast<const block_q2_K*>(b);
-    for (int j = 0; j < 16; ++j) {
-        k->sc[j] = x->scales[j] & 0x0F;
-        k->mn[j] = x->scales[j] >> 4;
-    }
-    for (int n = 0; n < 2; ++n)           // halves of 128
-        for (int j = 0; j < 4; ++j)       // shift 2j
-            for (int l = 0; l < 32; ++l)  // element 128n + 32j + l
-                k->q[128 * n + 32 * j + l] = (x->qs[32 * n + l] >> (2 * j)) & 3;
-    k->d = h2f(reinterpret_cast<const uint8_t*>(&x->d));
-    k->dmin = h2f(reinterpret_cast<const uint8_t*>(&x->dmin));
-}
-
-void dec_q3_K(const uint8_t* b, KDec* k) {
-    const block_q3_K* x = reinterpret_cast<const block_q3_K*>(b);
-    const uint8_t* s = x->scales;
-    for (int j = 0; j < 16; ++j) {  // 16 six-bit scales: low 4 bits, then 2 high bits
-        const int lo = j < 8 ? (s[j] & 0x0F) : (s[j - 8] >> 4);
-        const int hi = (s[8 + (j & 3)] >> (2 * (j / 4))) & 3;
-        k->sc[j] = (lo | (hi << 4)) - 32;
-        k->mn[j] = 0;
-    }
-    for (int n = 0; n < 2; ++n)
-        for (int j = 0; j < 4; ++j)
-            for (int l = 0; l < 32; ++l) {
-                const int lo = (x->qs[32 * n + l] >> (2 * j)) & 3;
-                const int h = (x->hmask[l] >> (4 * n + j)) & 1;
-                k->q[128 * n + 32 * j + l] = lo - (h ? 0 : 4);
-            }
-    k->d = h2f(reinterpret_cast<const uint8_t*>(&x->d));
-    k->dmin = 0.0f;
-}
-
-void dec_q4_K(const uint8_t* b, KDec* k) {
-    const block_q4_K* x = reinterpret_cast<const block_q4_K*>(b);
-    for (int j = 0; j < 8; ++j) {
-        int sc, mn;
-        scale_min_k4(x->scales, j, &sc, &mn);
-        k->sc[2 * j] = k->sc[2 * j + 1] = sc;
-        k->mn[2 * j] = k->mn[2 * j + 1] = mn;
-    }
-    for (int j = 0; j < 4; ++j)  // 64 weights per 32 bytes: low nibbles, then high nibbles
-        for (int l = 0; l < 32; ++l) {
-            k->q[64 * j + l] = x->qs[32 * j + l] & 0x0F;
-            k->q[64 * j + 32 + l] = x->qs[32 * j + l] >> 4;
-        }
-    k->d = h2f(b);
-    k->dmin = h2f(b + 2);
-}
-
-void dec_q5_K(const uint8_t* b, KDec* k) {
-    const block_q5_K* x = reinterpret_cast<const block_q5_K*>(b);
-    for (int j = 0; j < 8; ++j) {
-        int sc, mn;
-        scale_min_k4(x->scales, j, &sc, &mn);
-        k->sc[2 * j] = k->sc[2 * j + 1] = sc;
-        k->mn[2 * j] = k->mn[2 * j + 1] = mn;
-    }
-    for (int j = 0; j < 4; ++j)
-        for (int l = 0; l < 32; ++l) {
-            k->q[64 * j + l] = (x->qs[32 * j + l] & 0x0F) | (((x->qh[l] >> (2 * j)) & 1) << 4);
-            k->q[64 * j + 32 + l] =
-                (x->qs[32 * j + l] >> 4) | (((x->qh[l] >> (2 * j + 1)) & 1) << 4);
-        }
-    k->d = h2f(b);
-    k->dmin = h2f(b + 2);
-}
-
-void dec_q6_K(const uint8_t* b, KDec* k) {
-    const block_q6_K* x = reinterpret_cast<const block_q6_K*>(b);
-    for (int j = 0; j < 16; ++j) {
-        k->sc[j] = x->scales[j];
-        k->mn[j] = 0;
-    }
-    for (int n = 0; n < 2; ++n) {
-        const uint8_t* ql = x->ql + 64 * n;
-        const uint8_t* qh = x->qh + 32 * n;
-        int* q = k->q + 128 * n;
-        for (int l = 0; l < 32; ++l) {
-            q[l] = ((ql[l] & 0x0F) | (((qh[l] >> 0) & 3) << 4)) - 32;
-            q[l + 32] = ((ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4)) - 32;
-            q[l + 64] = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-            q[l + 96] = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-        }
-    }
-    k->d = h2f(reinterpret_cast<const uint8_t*>(&x->d));
-    k->dmin = 0.0f;
-}
-
-using KQuantDec = void (*)(const uint8_t*, KDec*);
-
-// act: K/256 block_q8_K. Integer sums per super-block, then d_x * (d * isum - dmin * imin).
-template <KQuantDec DEC, int TS>
-float dot_kquant(int64_t K, const void* w, const void* act) {
-    const uint8_t* wb = static_cast<const uint8_t*>(w);
-    const block_q8_K* a = static_cast<const block_q8_K*>(act);
-    float sum = 0.0f;
-    KDec k;
-    for (int64_t b = 0; b < K / QK_K; ++b) {
-        DEC(wb + b * TS, &k);
-        int isum = 0, imin = 0;
-        for (int j = 0; j < 16; ++j) {
-            int dot = 0, asum = 0;
-            for (int l = 0; l < 16; ++l) {
-                dot += k.q[16 * j + l] * a[b].qs[16 * j + l];
-                asum += a[b].qs[16 * j + l];
-            }
-            isum += k.sc[j] * dot;
-            imin += k.mn[j] * asum;
-        }
-        sum += a[b].d * (k.d * (float)isum - k.dmin * (float)imin);
-    }
-    return sum;
-}
-
 // ---- float weights: act is the float row --------------------------------------------------
 
 float dot_f32(int64_t K, const void* w, const void* act) {
@@ -274,11 +139,6 @@ PYLM_KERNELS(kQ4_1, (dot_legacy<dec_q4_1, sizeof(block_q4_1)>));
 PYLM_KERNELS(kQ5_0, (dot_legacy<dec_q5_0, sizeof(block_q5_0)>));
 PYLM_KERNELS(kQ5_1, (dot_legacy<dec_q5_1, sizeof(block_q5_1)>));
 PYLM_KERNELS(kQ8_0, (dot_legacy<dec_q8_0, sizeof(block_q8_0)>));
-PYLM_KERNELS(kQ2_K, (dot_kquant<dec_q2_K, sizeof(block_q2_K)>));
-PYLM_KERNELS(kQ3_K, (dot_kquant<dec_q3_K, sizeof(block_q3_K)>));
-PYLM_KERNELS(kQ4_K, (dot_kquant<dec_q4_K, sizeof(block_q4_K)>));
-PYLM_KERNELS(kQ5_K, (dot_kquant<dec_q5_K, sizeof(block_q5_K)>));
-PYLM_KERNELS(kQ6_K, (dot_kquant<dec_q6_K, sizeof(block_q6_K)>));
 #undef PYLM_KERNELS
 
 }  // namespace
@@ -340,18 +200,8 @@ const QDotKernels* qdot_kernels(QType t) {
             return &kQ5_1;
         case QType::Q8_0:
             return &kQ8_0;
-        case QType::Q2_K:
-            return &kQ2_K;
-        case QType::Q3_K:
-            return &kQ3_K;
-        case QType::Q4_K:
-            return &kQ4_K;
-        case QType::Q5_K:
-            return &kQ5_K;
-        case QType::Q6_K:
-            return &kQ6_K;
         default:
-            return nullptr;
+            return qdot_kernels_k(t);  // K-quants: qdot_kquant_ref.cpp
     }
 }
 
