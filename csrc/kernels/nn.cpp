@@ -3,6 +3,7 @@
 #include "kernels/nn.h"
 
 #include <cmath>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -48,37 +49,56 @@ void rope_f32(float* x, const int32_t* pos, int64_t T, int H, int D, int n_dims,
     if (T <= 0 || H <= 0) return;
     const int half = n_dims / 2;
     // theta_i = pos * base^(-2i/n_dims) * freq_scale, all in double: at pos = 32768 a float
-    // angle would be off by up to ~2e-3 rad. step_c/step_s = cos/sin(theta_i at pos 1).
-    std::vector<double> inv_freq(half), step_c(half), step_s(half);
-    for (int i = 0; i < half; ++i) {
+    // angle would be off by up to ~2e-3 rad.
+    std::vector<double> inv_freq(half);
+    for (int i = 0; i < half; ++i)
         inv_freq[i] = static_cast<double>(freq_scale) *
                       std::pow(static_cast<double>(base), -2.0 * i / n_dims);
-        step_c[i] = std::cos(inv_freq[i]);
-        step_s[i] = std::sin(inv_freq[i]);
+    // The cos/sin of position p are a pure function of p (never of the batch, the thread split
+    // or the ISA: batch invariance and cross-ISA determinism): with a = p - p mod kAnchor and
+    // k = p mod kAnchor, (cos, sin)(p theta) = exact(a) if k == 0, else exact(a) rotated by
+    // exact(k) in double. exact(k) for k < kAnchor is a per-call table when T is large, and
+    // consecutive tokens share exact(a): ~1/kAnchor of the cos/sin calls of a direct evaluation.
+    constexpr int kAnchor = 16;
+    auto exact = [&](int64_t p, int i, double& c, double& s) {
+        const double ang = static_cast<double>(p) * inv_freq[i];
+        c = std::cos(ang);
+        s = std::sin(ang);
+    };
+    std::vector<double> kc, ks;  // [kAnchor][half] exact(k), when T is large enough to pay
+    const bool table = T >= 2 * kAnchor;
+    if (table) {
+        kc.resize(static_cast<size_t>(kAnchor) * half);
+        ks.resize(kc.size());
+        for (int k = 0; k < kAnchor; ++k)
+            for (int i = 0; i < half; ++i) exact(k, i, kc[k * half + i], ks[k * half + i]);
     }
     const int64_t token_elems = static_cast<int64_t>(H) * D;
     parallel_for(T, rows_grain(token_elems), nthreads, [&](int64_t b, int64_t e, int) {
-        std::vector<double> c(half), s(half);           // cos/sin(pos[t] * theta_i)
+        std::vector<double> ac(half), as(half);         // exact(anchor)
         std::vector<float> cos2(n_dims), sin2(n_dims);  // [n_dims] normal, [n_dims/2] neox
+        int64_t anchor = INT64_MIN;
         for (int64_t t = b; t < e; ++t) {
-            if (t > b && pos[t] == pos[t - 1] + 1) {
-                // Consecutive positions (prefill): rotate the previous angles by one step,
-                // 6 flops instead of a cos and a sin; the double recurrence drifts by ~1e-16
-                // per token, far below float rounding.
-                for (int i = 0; i < half; ++i) {
-                    const double cn = c[i] * step_c[i] - s[i] * step_s[i];
-                    s[i] = s[i] * step_c[i] + c[i] * step_s[i];
-                    c[i] = cn;
-                }
-            } else {
-                const double p = static_cast<double>(pos[t]);
-                for (int i = 0; i < half; ++i) {
-                    c[i] = std::cos(p * inv_freq[i]);
-                    s[i] = std::sin(p * inv_freq[i]);
-                }
+            const int64_t p = pos[t];
+            const int64_t k = ((p % kAnchor) + kAnchor) % kAnchor;
+            if (p - k != anchor) {
+                anchor = p - k;
+                for (int i = 0; i < half; ++i) exact(anchor, i, ac[i], as[i]);
             }
             for (int i = 0; i < half; ++i) {
-                const float cf = static_cast<float>(c[i]), sf = static_cast<float>(s[i]);
+                double c = ac[i], s = as[i];
+                if (k != 0) {
+                    double dc, ds;
+                    if (table) {
+                        dc = kc[k * half + i];
+                        ds = ks[k * half + i];
+                    } else {
+                        exact(k, i, dc, ds);
+                    }
+                    c = ac[i] * dc - as[i] * ds;
+                    s = as[i] * dc + ac[i] * ds;
+                }
+                const float cf = static_cast<float>(c), sf = static_cast<float>(s);
                 if (mode == kRopeNeox) {
                     cos2[i] = cf;
                     sin2[i] = sf;
