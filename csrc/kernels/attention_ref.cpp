@@ -1,6 +1,7 @@
 // Scalar attention fold: the fallback on CPUs without AVX2, and the CANONICAL evaluation that
 // every ISA performs bit for bit (attention.h). It is AVX-512's natural structure written out
-// one lane at a time, with std::fmaf wherever the SIMD code fuses and vmath_ref.h's exp/tanh.
+// one lane at a time, with std::fmaf wherever the SIMD code fuses and vmath_ref.h's tanh and
+// exp (exp = vr_exp_ftz: 0 below FLT_MIN, so masked -inf scores never underflow).
 //
 // Rows are partitioned as in attention.h: groups of up to 16 rows (lanes = rows) while at least
 // 6 remain and D <= 256, the rest one row at a time.
@@ -31,7 +32,7 @@ namespace ref {
 
 namespace {
 
-using vref::vr_exp;
+using vref::vr_exp_ftz;
 using vref::vr_hsum16;
 using vref::vr_tanh;
 
@@ -78,10 +79,10 @@ void fold_group_row(const AttnRows& q, int r, const float* k, int64_t ldk, const
         for (int c = 0; c < nk; ++c) mt = mt > s[c] ? mt : s[c];
         const float m_new = m > mt ? m : mt;
         const float ms = m_new == -INFINITY ? 0.0f : m_new;
-        const float corr = vr_exp(m - ms);
+        const float corr = vr_exp_ftz(m - ms);
         float sum = 0.0f;
         for (int c = 0; c < nk; ++c) {
-            s[c] = vr_exp(s[c] - ms);
+            s[c] = vr_exp_ftz(s[c] - ms);
             sum = sum + s[c];
         }
         l = std::fmaf(l, corr, sum);
@@ -137,10 +138,10 @@ void fold_rows(const AttnRows& q, int ra, int rb, const float* k, int64_t ldk, c
             const float m_new = mt > m_old ? mt : m_old;
             float sum[16] = {};
             for (int64_t c = b0; c < b1; ++c) {
-                s[c] = vr_exp(s[c] - m_new);
+                s[c] = vr_exp_ftz(s[c] - m_new);
                 sum[c % 16] += s[c];
             }
-            const float corr = vr_exp(m_old - m_new);
+            const float corr = vr_exp_ftz(m_old - m_new);
             st.l[r] = st.l[r] * corr + vr_hsum16(sum);
             st.m[r] = m_new;
             float* acc = st.acc + static_cast<int64_t>(r) * D;

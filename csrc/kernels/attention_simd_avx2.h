@@ -27,8 +27,8 @@ static inline __m256 load_part(const float* p, int64_t n) {
     return n >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, lane_mask(n));
 }
 
-// The canonical exp / tanh of every ISA (vmath_avx2.h; scalar twins in vmath_ref.h).
-static inline __m256 exp_ps(__m256 x) { return vm_exp(x); }
+// The canonical exp (flushing results below FLT_MIN to 0) / tanh of every ISA (vmath_avx2.h; scalar twins in vmath_ref.h).
+static inline __m256 exp_ps(__m256 x) { return vm_exp_ftz(x); }
 static inline __m256 tanh_ps(__m256 x) { return vm_tanh(x); }
 
 static inline float hmax(__m256 v) {

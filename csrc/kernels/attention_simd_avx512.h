@@ -19,8 +19,8 @@
 namespace pylm {
 namespace avx512 {
 
-// The canonical exp / tanh of every ISA (vmath_avx512.h; scalar twins in vmath_ref.h).
-static inline __m512 exp_ps(__m512 x) { return vm_exp(x); }
+// The canonical exp (flushing results below FLT_MIN to 0) / tanh of every ISA (vmath_avx512.h; scalar twins in vmath_ref.h).
+static inline __m512 exp_ps(__m512 x) { return vm_exp_ftz(x); }
 static inline __m512 tanh_ps(__m512 x) { return vm_tanh(x); }
 
 static inline __mmask16 tail_mask(int64_t n) {

@@ -71,6 +71,15 @@ static inline __m256 vm_exp(__m256 x) {
     return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
 }
 
+// exp(x) with results below FLT_MIN flushed to 0: x < -87.33654475 (incl. -inf) gives exactly 0,
+// otherwise vm_exp(x). The input is clamped first, so masked -inf lanes never underflow (an
+// underflowing multiply costs a microcode assist).
+static inline __m256 vm_exp_ftz(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-87.33654475f);
+    const __m256 tiny = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    return _mm256_andnot_ps(tiny, vm_exp(_mm256_max_ps(lo, x)));
+}
+
 static inline __m256 vm_tanh(__m256 x) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     const __m256 one = _mm256_set1_ps(1.0f);

@@ -54,6 +54,9 @@ static inline float vr_exp(float x) {
     return (p * s1) * s2;
 }
 
+// vm_exp_ftz: x < -87.33654475 (incl. -inf) gives exactly 0, otherwise vr_exp(x).
+static inline float vr_exp_ftz(float x) { return x < -87.33654475f ? 0.0f : vr_exp(x); }
+
 // Cephes tanhf, as vm_tanh: |x| < 0.625: x + x^3 P(x^2); else sign(x) (1 - 2 / (exp(2|x|) + 1)).
 static inline float vr_tanh(float x) {
     const float ax = std::fabs(x);
