@@ -101,7 +101,7 @@ def test_rope_depends_on_the_position_only():
     pos = np.arange(1000, 1000 + T, dtype=np.int32)
     whole = ops.rope(x, pos, threads=1)
     np.testing.assert_array_equal(ops.rope(x, pos, threads=4), whole)
-    for t in [0, 1, 15, 16, 17, 150, 299]:
+    for t in [0, 1, 15, 63, 64, 65, 150, 299]:
         one = ops.rope(x[t : t + 1], pos[t : t + 1], threads=1)
         np.testing.assert_array_equal(one[0], whole[t], err_msg=f"token {t}")
     part = ops.rope(x[7:40], pos[7:40], threads=1)

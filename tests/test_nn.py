@@ -153,11 +153,11 @@ def test_rope_base_and_freq_scale(isa, mode):
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_rope_long_consecutive_run(isa, threads):
-    """Prefill-style positions 0..32767 (angles: exact at multiples of 16, rotated between)."""
+    """Prefill-style positions 0..32767 (angles: exact at multiples of 64, rotated between)."""
     T = 32768
     x = rng_for("rope-run").standard_normal((T, 1, 16)).astype(np.float32)
     pos = np.arange(T, dtype=np.int32)
-    pos[20000:] += 5  # a jump off the 16-grid
+    pos[20000:] += 5  # a jump off the 64-grid
     y = ops.rope(x, pos, mode="normal", threads=threads)
     np.testing.assert_allclose(y, ref_rope(x, pos, 10000.0, "normal", 16), rtol=0, atol=1e-5)
 

@@ -35,7 +35,7 @@ void rmsnorm_f32(const float* x, const float* w, float* y, int64_t R, int64_t C,
 // kRopeNeox. The angles are computed in double (pos * base^(-2i/n_dims) * freq_scale, then
 // cos/sin in double, rounded once to float), so they stay accurate for positions far beyond
 // 32k, unlike ggml's float powf recurrence. The tables of a position depend on that position
-// only (exact cos/sin at multiples of 16, rotated in double by the exact offset angle; see
+// only (exact cos/sin at multiples of 64, rotated in double by the exact offset angle; see
 // nn.cpp), never on the batch, threads or ISA. Throws std::invalid_argument on a bad
 // n_dims/mode.
 void rope_f32(float* x, const int32_t* pos, int64_t T, int H, int D, int n_dims, float base,

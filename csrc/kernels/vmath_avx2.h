@@ -3,7 +3,8 @@
 //
 // NOTE: include ONLY from *_avx2.cpp files. Everything here is `static inline` (internal
 // linkage): each including TU owns its copy, so the linker can never hand AVX2 code to a
-// baseline caller. vmath_avx512.h is the 16-lane twin; keep the two in step.
+// baseline caller. vmath_avx512.h is the 16-lane twin and vmath_ref.h the scalar one; keep the
+// three in step (the same float operations: cross-ISA bit-identical results).
 //
 // exp:  Cephes expf. n = round(x / ln2), r = x - n*ln2 (ln2 split in two parts, |r| <= ln2/2),
 //       exp(r) = 1 + r + r^2 P(r) with the degree-5 Cephes polynomial, then 2^n applied as two
