@@ -3,7 +3,9 @@
 // (Gemma, with the tanh GELU as HF `gelu_pytorch_tanh` and ggml's gelu).
 //
 // Each op exists as a scalar reference (act_ref.cpp), AVX2+FMA (act_avx2.cpp) and AVX-512
-// (act_avx512.cpp) variants; the vectorized exp/tanh/erfc live in vmath_avx2.h / vmath_avx512.h.
+// (act_avx512.cpp) variants; the vectorized exp/tanh/erfc live in vmath_avx2.h / vmath_avx512.h
+// and their scalar twins in vmath_ref.h. All three perform the same float operations in the same
+// order (one polynomial, FMA where the SIMD code fuses), so their outputs are bit-identical.
 // The entry points in namespace pylm (act.cpp) dispatch on the active ISA and split large
 // arrays into chunks of 64K elements across threads.
 //

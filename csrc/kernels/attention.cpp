@@ -15,6 +15,7 @@
 
 #include "core/isa.h"
 #include "core/thread_pool.h"
+#include "kernels/vmath_ref.h"
 
 namespace pylm {
 
@@ -170,7 +171,7 @@ void attention_decode(const AttnArgs& a, FoldFn fold, int nthreads) {
             for (int64_t c = 0; c < n_chunks; ++c) {
                 const AttnState st = state_of(g * n_chunks + c);
                 if (st.m[r] == -INFINITY) continue;
-                const float w = std::exp(st.m[r] - m);
+                const float w = vref::vr_exp_ftz(st.m[r] - m);  // the folds' exp, not libm
                 l += st.l[r] * w;
                 const float* acc = st.acc + static_cast<int64_t>(r) * D;
                 for (int d = 0; d < D; ++d) o[d] += acc[d] * w;

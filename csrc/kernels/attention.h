@@ -74,7 +74,17 @@ void attn_fold_keys(const AttnRows& q, const float* k, int64_t ldk, const float*
 
 // Folds keys with absolute indices [j0, j0 + n) into the state; key c of the run is at
 // k + c * ldk (v + c * ldv). Masking (causal / window) uses the absolute indices, so runs may
-// be visited in any order and split anywhere.
+// be visited in any order and split anywhere (the float result depends on the split).
+//
+// Cross-ISA determinism: the three variants perform the same float operations in the same
+// order, so they return the same bits. The canonical evaluation (AVX-512's natural structure)
+// is written out in attention_ref.cpp. Its row partition: when D <= kAttnGroupMaxD, rows go in
+// groups of kAttnGroupRows while at least kAttnGroupMinRows remain ("group" path: lanes = rows,
+// 16-key tiles); the rest one row at a time ("row" path: key tiles of 64 / 32 / 16 for
+// D <= 64 / <= 128 / larger, 16-lane dot products + a fixed tree).
+constexpr int kAttnGroupRows = 16;
+constexpr int kAttnGroupMinRows = 6;
+constexpr int kAttnGroupMaxD = 256;
 namespace ref {
 void attn_fold_keys(const AttnRows& q, const float* k, int64_t ldk, const float* v, int64_t ldv,
                     int64_t j0, int64_t n, AttnState& st);

@@ -1,6 +1,7 @@
 // AVX2 + FMA attention fold (see attention.h): the entry point, and the row-group path for
-// blocks of >= kGroupMinRows query rows (prefill). Fewer rows go to attn_fold_rows
-// (attention_rows_avx2.cpp).
+// blocks of >= kAttnGroupMinRows query rows (prefill). Fewer rows go to attn_fold_rows
+// (attention_rows_avx2.cpp). Each lane (row) performs the float operations of the canonical
+// group path of attention_ref.cpp, so the results equal AVX-512's 16-lane groups bit for bit.
 #include "kernels/attention_simd_avx2.h"
 
 namespace pylm {
@@ -15,8 +16,7 @@ namespace {
 // are vectors over rows and nothing is reduced across lanes. PV reuses each V load for up to
 // 4 rows.
 
-constexpr int kGroupMinRows = 4;  // below this, the single-row path wastes fewer lanes
-constexpr int kGroupMaxD = 256;   // Q^T and K-tile buffers live on the stack
+constexpr int kGroupMaxD = kAttnGroupMaxD;  // Q^T and K-tile buffers live on the stack
 
 // s[c] (lanes = rows) = sum_d qt[d][lane] * kc[c][d] for 8 keys of kc (row stride D_).
 template <int D_>
@@ -198,11 +198,14 @@ static void fold_group(const AttnRows& q, int r0, int R, const float* k, int64_t
 
 void attn_fold_keys(const AttnRows& q, const float* k, int64_t ldk, const float* v, int64_t ldv,
                     int64_t j0, int64_t n, AttnState& st) {
+    // The canonical row partition (attention.h): groups of 16 rows, each as two 8-lane groups
+    // (a row's lane computes the same bits in any group), the rest on the row path.
     int r = 0;
     if (q.D <= kGroupMaxD)
-        for (; q.rows - r >= kGroupMinRows; r += 8) {
-            const int R = q.rows - r < 8 ? q.rows - r : 8;
-            fold_group(q, r, R, k, ldk, v, ldv, j0, n, st);
+        for (; q.rows - r >= kAttnGroupMinRows; r += kAttnGroupRows) {
+            const int R = q.rows - r < kAttnGroupRows ? q.rows - r : kAttnGroupRows;
+            for (int h = 0; h < R; h += 8)
+                fold_group(q, r + h, R - h < 8 ? R - h : 8, k, ldk, v, ldv, j0, n, st);
         }
     if (r < q.rows) attn_fold_rows(q, r, q.rows, k, ldk, v, ldv, j0, n, st);
 }

@@ -15,8 +15,9 @@ namespace {
 // are vectors over rows and nothing is reduced across lanes. PV then reuses every V load for
 // up to 4 rows.
 
-constexpr int kGroupMinRows = 6;  // below this, the single-row path wastes fewer lanes
-constexpr int kGroupMaxD = 256;   // Q^T and K-tile buffers live on the stack
+constexpr int kGroupMinRows = kAttnGroupMinRows;  // below this the row path wastes fewer lanes
+constexpr int kGroupMaxD = kAttnGroupMaxD;        // Q^T and K-tile buffers live on the stack
+static_assert(kAttnGroupRows == 16, "one lane per row");
 
 // acc[c] (lanes = rows) = sum_d qt[d][lane] * kc[c][d] for the 16 keys of kc (row stride D_).
 template <int D_>

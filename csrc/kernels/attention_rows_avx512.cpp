@@ -1,10 +1,13 @@
 // AVX-512 attention fold, one query row at a time (decode: a few rows per kv head; see
 // attention.h). Keys in tiles of Bk (64 / 32 / 16 for D <= 64 / 128 / more, so the K and V
 // tiles stay in L1 across the rows), per row:
-//   scores: 16 keys at a time, 16 dot-product accumulators reduced by one transpose-add tree
-//           into a vector of 16 scores (lanes = keys), so the softmax runs on whole vectors;
-//   softmax: tile max, exp(s - m), rescale the running sum/accumulator once per tile;
-//   PV:     acc[0:D] += p_c * v_c over the tile, up to 8 zmm of the row in registers.
+//   scores: 16 keys at a time, 16 dot-product accumulators (lane = d % 16) reduced by the
+//           canonical tree into a vector of 16 scores (lanes = keys), times scale;
+//   softmax: tile max, exp(s - m), 16-lane sum (lane = key % 16) + the canonical tree, one
+//           rescale of the running sum/accumulator per tile;
+//   PV:     acc[0:D] = acc * corr + sum p_c * v_c over the tile in two interleaved FMA chains,
+//           up to 8 zmm of the row (x 2 chains) in registers.
+// This is the canonical row-path evaluation (attention_ref.cpp), bit for bit.
 #include "kernels/attention_simd_avx512.h"
 
 namespace pylm {
@@ -12,23 +15,27 @@ namespace avx512 {
 
 namespace {
 
-// Lane c of the result = sum of the 16 lanes of a[c] (transpose-add tree, 45 instructions).
-static inline __m512 reduce16(__m512* a) {
-    __m512 t[8], u[4];
-    for (int i = 0; i < 8; ++i)
-        t[i] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]),
-                             _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]));
-    for (int i = 0; i < 4; ++i) {
-        const __m512d x = _mm512_castps_pd(t[2 * i]), y = _mm512_castps_pd(t[2 * i + 1]);
-        u[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)),
+// Lane c of the result = the canonical 16-lane sum (vmath_ref.h) of a[c], for 16 vectors at
+// once: v[i] += v[i + 8], v[i] += v[i + 4], v[i] += v[i + 2], v[0] + v[1], each step pairing
+// two keys per instruction; 46 instructions.
+static inline __m512 reduce16(const __m512* a) {
+    __m512 p[8], q[4], r[2];
+    for (int c = 0; c < 8; ++c)  // blocks: [key c (i < 8) x 2, key c + 8 (i < 8) x 2]
+        p[c] = _mm512_add_ps(_mm512_shuffle_f32x4(a[c], a[c + 8], 0x44),
+                             _mm512_shuffle_f32x4(a[c], a[c + 8], 0xEE));
+    for (int c = 0; c < 4; ++c)  // blocks: keys c, c + 8, c + 4, c + 12 (i < 4)
+        q[c] = _mm512_add_ps(_mm512_shuffle_f32x4(p[c], p[c + 4], 0x88),
+                             _mm512_shuffle_f32x4(p[c], p[c + 4], 0xDD));
+    for (int c = 0; c < 2; ++c) {  // blocks: keys (c, c+2), (c+8, c+10), (c+4, c+6), (c+12, c+14)
+        const __m512d x = _mm512_castps_pd(q[c]), y = _mm512_castps_pd(q[c + 2]);
+        r[c] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)),
                              _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
     }
-    const __m512 v01 = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], 0x88),
-                                     _mm512_shuffle_f32x4(u[0], u[1], 0xDD));
-    const __m512 v23 = _mm512_add_ps(_mm512_shuffle_f32x4(u[2], u[3], 0x88),
-                                     _mm512_shuffle_f32x4(u[2], u[3], 0xDD));
-    return _mm512_add_ps(_mm512_shuffle_f32x4(v01, v23, 0x88),
-                         _mm512_shuffle_f32x4(v01, v23, 0xDD));
+    // lanes: keys 0 2 1 3 | 8 10 9 11 | 4 6 5 7 | 12 14 13 15
+    const __m512 z = _mm512_add_ps(_mm512_shuffle_ps(r[0], r[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm512_shuffle_ps(r[0], r[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    const __m512i order = _mm512_setr_epi32(0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15);
+    return _mm512_permutexvar_ps(order, z);
 }
 
 // Scores q . k_c for the nk (<= 16) keys at k, k + ldk, ...; lanes past nk are 0.
@@ -54,9 +61,9 @@ static inline __m512 qk_block(const float* q, const float* k, int64_t ldk, int D
     return reduce16(acc);
 }
 
-// acc[0:16*NV] (the last vector under `last`) = acc * corr + sum_{c in [ca, cb)} p[c] * v_c.
-// Keys alternate between two accumulator sets: with NV <= 4 one set is too few independent
-// FMA chains to hide the FMA latency.
+// acc[0:16*NV] (the last vector under `last`) = acc * corr + sum_{c in [ca, cb)} p[c] * v_c,
+// canonical order: keys ca, ca+2, ... chain onto acc * corr, keys ca+1, ca+3, ... onto a second
+// chain from 0 (two independent FMA chains hide the FMA latency), then the two are added.
 template <int NV>
 static inline void pv_pass(const float* p, int64_t ca, int64_t cb, const float* v, int64_t ldv,
                            float* acc, __m512 corr, __mmask16 last) {
@@ -68,19 +75,17 @@ static inline void pv_pass(const float* p, int64_t ca, int64_t cb, const float* 
         o2[i] = _mm512_setzero_ps();
     }
     int64_t c = ca;
-    if (NV <= 4) {
-        for (; c + 1 < cb; c += 2) {
-            const __m512 w = _mm512_set1_ps(p[c]), w2 = _mm512_set1_ps(p[c + 1]);
-            const float* vc = v + c * ldv;
+    for (; c + 1 < cb; c += 2) {
+        const __m512 w = _mm512_set1_ps(p[c]), w2 = _mm512_set1_ps(p[c + 1]);
+        const float* vc = v + c * ldv;
 #pragma GCC unroll 8
-            for (int i = 0; i < NV; ++i) {
-                const __mmask16 m = i == NV - 1 ? last : 0xFFFF;
-                o[i] = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m, vc + 16 * i), o[i]);
-                o2[i] = _mm512_fmadd_ps(w2, _mm512_maskz_loadu_ps(m, vc + ldv + 16 * i), o2[i]);
-            }
+        for (int i = 0; i < NV; ++i) {
+            const __mmask16 m = i == NV - 1 ? last : 0xFFFF;
+            o[i] = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m, vc + 16 * i), o[i]);
+            o2[i] = _mm512_fmadd_ps(w2, _mm512_maskz_loadu_ps(m, vc + ldv + 16 * i), o2[i]);
         }
     }
-    for (; c < cb; ++c) {
+    if (c < cb) {
         const __m512 w = _mm512_set1_ps(p[c]);
         const float* vc = v + c * ldv;
 #pragma GCC unroll 8

@@ -3,6 +3,9 @@
 #include "kernels/nn.h"
 
 #include <cmath>
+#include <cstdint>
+#include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -18,6 +21,44 @@ namespace {
 int64_t rows_grain(int64_t row_elems) {
     constexpr int64_t kChunkElems = 1 << 14;
     return row_elems >= kChunkElems ? 1 : kChunkElems / (row_elems > 0 ? row_elems : 1);
+}
+
+// RoPE: exact cos/sin of the offset angles k * theta_i, k < kRopeAnchor, per (n_dims, base,
+// freq_scale), built once and shared by every call (decode would otherwise pay for a second
+// cos/sin per channel pair). A few entries: one per distinct RoPE of the loaded models.
+constexpr int kRopeAnchor = 64;
+
+struct RopeOffsets {
+    int n_dims;
+    float base, freq_scale;
+    std::vector<double> cs;  // [2][kRopeAnchor][n_dims / 2]: cos, then sin
+};
+
+std::shared_ptr<const RopeOffsets> rope_offsets(int n_dims, float base, float freq_scale,
+                                                const std::vector<double>& inv_freq) {
+    static std::mutex mu;
+    static std::vector<std::shared_ptr<const RopeOffsets>> cache;  // most recent last
+    {
+        std::lock_guard<std::mutex> lock(mu);
+        for (const auto& e : cache)
+            if (e->n_dims == n_dims && e->base == base && e->freq_scale == freq_scale) return e;
+    }
+    auto e = std::make_shared<RopeOffsets>();
+    e->n_dims = n_dims;
+    e->base = base;
+    e->freq_scale = freq_scale;
+    const int half = n_dims / 2;
+    e->cs.resize(static_cast<size_t>(2) * kRopeAnchor * half);
+    for (int k = 0; k < kRopeAnchor; ++k)
+        for (int i = 0; i < half; ++i) {
+            const double ang = static_cast<double>(k) * inv_freq[i];
+            e->cs[k * half + i] = std::cos(ang);
+            e->cs[(kRopeAnchor + k) * half + i] = std::sin(ang);
+        }
+    std::lock_guard<std::mutex> lock(mu);
+    if (cache.size() >= 8) cache.erase(cache.begin());
+    cache.push_back(e);
+    return e;
 }
 
 }  // namespace
@@ -48,37 +89,44 @@ void rope_f32(float* x, const int32_t* pos, int64_t T, int H, int D, int n_dims,
     if (T <= 0 || H <= 0) return;
     const int half = n_dims / 2;
     // theta_i = pos * base^(-2i/n_dims) * freq_scale, all in double: at pos = 32768 a float
-    // angle would be off by up to ~2e-3 rad. step_c/step_s = cos/sin(theta_i at pos 1).
-    std::vector<double> inv_freq(half), step_c(half), step_s(half);
-    for (int i = 0; i < half; ++i) {
+    // angle would be off by up to ~2e-3 rad.
+    std::vector<double> inv_freq(half);
+    for (int i = 0; i < half; ++i)
         inv_freq[i] = static_cast<double>(freq_scale) *
                       std::pow(static_cast<double>(base), -2.0 * i / n_dims);
-        step_c[i] = std::cos(inv_freq[i]);
-        step_s[i] = std::sin(inv_freq[i]);
-    }
+    // The cos/sin of position p are a pure function of p (never of the batch, the thread split
+    // or the ISA: batch invariance and cross-ISA determinism): with a = p - p mod kRopeAnchor
+    // and k = p mod kRopeAnchor, (cos, sin)(p theta) = exact(a) if k == 0, else exact(a)
+    // rotated by exact(k) in double. exact(k), k < kRopeAnchor, comes from a cache shared by
+    // all calls with the same (n_dims, base, freq_scale); consecutive tokens share exact(a).
+    auto exact = [&](int64_t p, int i, double& c, double& s) {
+        const double ang = static_cast<double>(p) * inv_freq[i];
+        c = std::cos(ang);
+        s = std::sin(ang);
+    };
+    const std::shared_ptr<const RopeOffsets> offs = rope_offsets(n_dims, base, freq_scale, inv_freq);
+    const double* kc = offs->cs.data();                       // [kRopeAnchor][half]
+    const double* ks = offs->cs.data() + kRopeAnchor * half;  // [kRopeAnchor][half]
     const int64_t token_elems = static_cast<int64_t>(H) * D;
     parallel_for(T, rows_grain(token_elems), nthreads, [&](int64_t b, int64_t e, int) {
-        std::vector<double> c(half), s(half);           // cos/sin(pos[t] * theta_i)
+        std::vector<double> ac(half), as(half);         // exact(anchor)
         std::vector<float> cos2(n_dims), sin2(n_dims);  // [n_dims] normal, [n_dims/2] neox
+        int64_t anchor = INT64_MIN;
         for (int64_t t = b; t < e; ++t) {
-            if (t > b && pos[t] == pos[t - 1] + 1) {
-                // Consecutive positions (prefill): rotate the previous angles by one step,
-                // 6 flops instead of a cos and a sin; the double recurrence drifts by ~1e-16
-                // per token, far below float rounding.
-                for (int i = 0; i < half; ++i) {
-                    const double cn = c[i] * step_c[i] - s[i] * step_s[i];
-                    s[i] = s[i] * step_c[i] + c[i] * step_s[i];
-                    c[i] = cn;
-                }
-            } else {
-                const double p = static_cast<double>(pos[t]);
-                for (int i = 0; i < half; ++i) {
-                    c[i] = std::cos(p * inv_freq[i]);
-                    s[i] = std::sin(p * inv_freq[i]);
-                }
+            const int64_t p = pos[t];
+            const int64_t k = ((p % kRopeAnchor) + kRopeAnchor) % kRopeAnchor;
+            if (p - k != anchor) {
+                anchor = p - k;
+                for (int i = 0; i < half; ++i) exact(anchor, i, ac[i], as[i]);
             }
             for (int i = 0; i < half; ++i) {
-                const float cf = static_cast<float>(c[i]), sf = static_cast<float>(s[i]);
+                double c = ac[i], s = as[i];
+                if (k != 0) {
+                    const double dc = kc[k * half + i], ds = ks[k * half + i];
+                    c = ac[i] * dc - as[i] * ds;
+                    s = as[i] * dc + ac[i] * ds;
+                }
+                const float cf = static_cast<float>(c), sf = static_cast<float>(s);
                 if (mode == kRopeNeox) {
                     cos2[i] = cf;
                     sin2[i] = sf;

@@ -24,9 +24,9 @@ constexpr int kRopeNeox = 2;    // llama.cpp LLAMA_ROPE_TYPE_NEOX
 // ---- dispatched entry points (nn.cpp); nthreads <= 0 means the global default ----
 
 // x, y: [R, C]; w: [C] or nullptr (no weight). y == x (in place) is allowed; otherwise the
-// arrays must not overlap. C == 0 or R == 0 does nothing. The SIMD variants accumulate the sum
-// of squares in float within blocks of 256/512 and in double across blocks (the reference: all
-// double), so |x| must stay below ~1e19 (x^2 finite in float).
+// arrays must not overlap. C == 0 or R == 0 does nothing. The sum of squares accumulates in
+// float within blocks of 512 and in double across blocks, so |x| must stay below ~1e19 (x^2
+// finite in float).
 void rmsnorm_f32(const float* x, const float* w, float* y, int64_t R, int64_t C, float eps,
                  int nthreads = 0);
 
@@ -34,9 +34,10 @@ void rmsnorm_f32(const float* x, const float* w, float* y, int64_t R, int64_t C,
 // (n_dims even, 0 < n_dims <= D); channels [n_dims, D) pass through. mode: kRopeNormal or
 // kRopeNeox. The angles are computed in double (pos * base^(-2i/n_dims) * freq_scale, then
 // cos/sin in double, rounded once to float), so they stay accurate for positions far beyond
-// 32k, unlike ggml's float powf recurrence. Across consecutive positions (pos[t] == pos[t-1]+1,
-// prefill) the angles are stepped by a double rotation instead of a new cos/sin: the same
-// float result at ~1/20 of the cost. Throws std::invalid_argument on a bad n_dims/mode.
+// 32k, unlike ggml's float powf recurrence. The tables of a position depend on that position
+// only (exact cos/sin at multiples of 64, rotated in double by the exact offset angle; see
+// nn.cpp), never on the batch, threads or ISA. Throws std::invalid_argument on a bad
+// n_dims/mode.
 void rope_f32(float* x, const int32_t* pos, int64_t T, int H, int D, int n_dims, float base,
               float freq_scale, int mode, int nthreads = 0);
 
@@ -46,6 +47,9 @@ void softmax_f32(const float* x, float* y, int64_t R, int64_t C, float scale = 1
                  int nthreads = 0);
 
 // ---- per-ISA kernels (same contracts, single-threaded) ----
+//
+// Cross-ISA determinism: all three variants perform the same float operations in the same
+// order (the canonical order is written out in nn_ref.cpp), so their outputs are bit-identical.
 //
 // rope_rotate_f32 rotates one token, x: [H, D], with per-token tables that rope_f32 builds:
 //   mode normal: cos2[n_dims] = (c0, c0, c1, c1, ...), sin2[n_dims] = (-s0, s0, -s1, s1, ...)

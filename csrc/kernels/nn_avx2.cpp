@@ -2,7 +2,9 @@
 // Contracts: nn.h; vectorized exp: vmath_avx2.h.
 //
 // Row sums (sum of squares, sum of exponentials) accumulate in float vectors within blocks of
-// kBlock elements and in double across blocks: float speed, error independent of C.
+// kBlock elements and in double across blocks: float speed, error independent of C. They follow
+// the canonical order of nn_ref.cpp (AVX-512's natural one) exactly: 16 virtual lanes held as
+// two __m256 (lanes 0-7, 8-15), and vm_hsum(lo + hi) is the canonical 16-lane tree.
 #include <immintrin.h>
 
 #include <cmath>
@@ -15,31 +17,43 @@ namespace avx2 {
 
 namespace {
 
-constexpr int64_t kBlock = 256;
+constexpr int64_t kBlock = 512;
 
 inline int64_t block_end(int64_t b, int64_t C) { return b + kBlock < C ? b + kBlock : C; }
 
-// sum(x[i]^2) over [0, C).
+// The first n (clamped to [0, 8]) floats at p, zeros after.
+inline __m256 load_n(const float* p, int64_t n) {
+    return n >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, vm_tail_mask(n < 0 ? 0 : n));
+}
+
+// sum(x[i]^2) over [0, C), canonical order: chunk k of 16 -> 16-lane accumulator a[k % 2].
 inline double sum_squares(const float* x, int64_t C) {
     double total = 0.0;
     for (int64_t b = 0; b < C; b += kBlock) {
         const int64_t e = block_end(b, C);
-        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        __m256 a0l = _mm256_setzero_ps(), a0h = _mm256_setzero_ps();
+        __m256 a1l = _mm256_setzero_ps(), a1h = _mm256_setzero_ps();
         int64_t i = b;
-        for (; i + 16 <= e; i += 16) {
+        for (; i + 32 <= e; i += 32) {
             const __m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
-            a0 = _mm256_fmadd_ps(v0, v0, a0);
-            a1 = _mm256_fmadd_ps(v1, v1, a1);
+            const __m256 v2 = _mm256_loadu_ps(x + i + 16), v3 = _mm256_loadu_ps(x + i + 24);
+            a0l = _mm256_fmadd_ps(v0, v0, a0l);
+            a0h = _mm256_fmadd_ps(v1, v1, a0h);
+            a1l = _mm256_fmadd_ps(v2, v2, a1l);
+            a1h = _mm256_fmadd_ps(v3, v3, a1h);
         }
-        for (; i + 8 <= e; i += 8) {
-            const __m256 v = _mm256_loadu_ps(x + i);
-            a0 = _mm256_fmadd_ps(v, v, a0);
+        if (i < e) {  // one or two chunks left: a0, then a1
+            const __m256 v0 = load_n(x + i, e - i), v1 = load_n(x + i + 8, e - i - 8);
+            a0l = _mm256_fmadd_ps(v0, v0, a0l);
+            a0h = _mm256_fmadd_ps(v1, v1, a0h);
+            i += 16;
+            if (i < e) {
+                const __m256 v2 = load_n(x + i, e - i), v3 = load_n(x + i + 8, e - i - 8);
+                a1l = _mm256_fmadd_ps(v2, v2, a1l);
+                a1h = _mm256_fmadd_ps(v3, v3, a1h);
+            }
         }
-        if (i < e) {
-            const __m256 v = _mm256_maskload_ps(x + i, vm_tail_mask(e - i));
-            a1 = _mm256_fmadd_ps(v, v, a1);
-        }
-        total += vm_hsum(_mm256_add_ps(a0, a1));
+        total += vm_hsum(_mm256_add_ps(_mm256_add_ps(a0l, a1l), _mm256_add_ps(a0h, a1h)));
     }
     return total;
 }
@@ -82,27 +96,34 @@ inline float scaled_max(const float* x, int64_t C, __m256 vs) {
     return vm_hmax(vmax);
 }
 
-// y[i] = exp(scale * x[i] - mx) over [0, C); returns their sum.
+// y[i] = exp(scale * x[i] - mx) over [0, C); returns their sum (canonical order: one 16-lane
+// accumulator per block, held as lo/hi).
 inline double exp_row(const float* x, float* y, int64_t C, __m256 vs, float mx) {
     const __m256 vm = _mm256_set1_ps(mx);
     double total = 0.0;
     for (int64_t b = 0; b < C; b += kBlock) {
         const int64_t e = block_end(b, C);
-        __m256 acc = _mm256_setzero_ps();
+        __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
         int64_t i = b;
-        for (; i + 8 <= e; i += 8) {
-            const __m256 v = vm_exp(_mm256_fmsub_ps(_mm256_loadu_ps(x + i), vs, vm));
-            _mm256_storeu_ps(y + i, v);
-            acc = _mm256_add_ps(acc, v);
+        for (; i + 16 <= e; i += 16) {
+            const __m256 v0 = vm_exp(_mm256_fmsub_ps(_mm256_loadu_ps(x + i), vs, vm));
+            const __m256 v1 = vm_exp(_mm256_fmsub_ps(_mm256_loadu_ps(x + i + 8), vs, vm));
+            _mm256_storeu_ps(y + i, v0);
+            _mm256_storeu_ps(y + i + 8, v1);
+            lo = _mm256_add_ps(lo, v0);
+            hi = _mm256_add_ps(hi, v1);
         }
-        if (i < e) {
-            const __m256i m = vm_tail_mask(e - i);
+        for (int half = 0; i < e; i += 8, ++half) {  // tail: masked lanes add nothing
+            const __m256i m = vm_tail_mask(e - i < 8 ? e - i : 8);
             __m256 v = vm_exp(_mm256_fmsub_ps(_mm256_maskload_ps(x + i, m), vs, vm));
-            v = _mm256_and_ps(v, _mm256_castsi256_ps(m));
             _mm256_maskstore_ps(y + i, m, v);
-            acc = _mm256_add_ps(acc, v);
+            v = _mm256_and_ps(v, _mm256_castsi256_ps(m));
+            if (half == 0)
+                lo = _mm256_add_ps(lo, v);
+            else
+                hi = _mm256_add_ps(hi, v);
         }
-        total += vm_hsum(acc);
+        total += vm_hsum(_mm256_add_ps(lo, hi));
     }
     return total;
 }

@@ -2,7 +2,9 @@
 // Contracts: nn.h; vectorized exp: vmath_avx512.h. Same structure as nn_avx2.cpp.
 //
 // Row sums (sum of squares, sum of exponentials) accumulate in float vectors within blocks of
-// kBlock elements and in double across blocks: float speed, error independent of C.
+// kBlock elements and in double across blocks: float speed, error independent of C. The order
+// of every float operation is the canonical one of nn_ref.cpp (bit-identical on every ISA);
+// vm_hsum is the canonical 16-lane tree (vmath_ref.h).
 
 #include <cmath>
 
@@ -18,7 +20,7 @@ constexpr int64_t kBlock = 512;
 
 inline int64_t block_end(int64_t b, int64_t C) { return b + kBlock < C ? b + kBlock : C; }
 
-// sum(x[i]^2) over [0, C).
+// sum(x[i]^2) over [0, C) in the canonical order (nn_ref.cpp): chunk k of a block -> a[k % 2].
 inline double sum_squares(const float* x, int64_t C) {
     double total = 0.0;
     for (int64_t b = 0; b < C; b += kBlock) {
@@ -30,9 +32,14 @@ inline double sum_squares(const float* x, int64_t C) {
             a0 = _mm512_fmadd_ps(v0, v0, a0);
             a1 = _mm512_fmadd_ps(v1, v1, a1);
         }
-        for (; i < e; i += 16) {
+        if (i < e) {  // one or two chunks left: a0, then a1
             const __m512 v = _mm512_maskz_loadu_ps(vm_tail_mask(e - i < 16 ? e - i : 16), x + i);
             a0 = _mm512_fmadd_ps(v, v, a0);
+            i += 16;
+            if (i < e) {
+                const __m512 w = _mm512_maskz_loadu_ps(vm_tail_mask(e - i), x + i);
+                a1 = _mm512_fmadd_ps(w, w, a1);
+            }
         }
         total += vm_hsum(_mm512_add_ps(a0, a1));
     }

@@ -3,7 +3,8 @@
 //
 // NOTE: include ONLY from *_avx2.cpp files. Everything here is `static inline` (internal
 // linkage): each including TU owns its copy, so the linker can never hand AVX2 code to a
-// baseline caller. vmath_avx512.h is the 16-lane twin; keep the two in step.
+// baseline caller. vmath_avx512.h is the 16-lane twin and vmath_ref.h the scalar one; keep the
+// three in step (the same float operations: cross-ISA bit-identical results).
 //
 // exp:  Cephes expf. n = round(x / ln2), r = x - n*ln2 (ln2 split in two parts, |r| <= ln2/2),
 //       exp(r) = 1 + r + r^2 P(r) with the degree-5 Cephes polynomial, then 2^n applied as two
@@ -69,6 +70,15 @@ static inline __m256 vm_exp(__m256 x) {
     const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
     const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
     return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+}
+
+// exp(x) with results below FLT_MIN flushed to 0: x < -87.33654475 (incl. -inf) gives exactly 0,
+// otherwise vm_exp(x). The input is clamped first, so masked -inf lanes never underflow (an
+// underflowing multiply costs a microcode assist).
+static inline __m256 vm_exp_ftz(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-87.33654475f);
+    const __m256 tiny = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    return _mm256_andnot_ps(tiny, vm_exp(_mm256_max_ps(lo, x)));
 }
 
 static inline __m256 vm_tanh(__m256 x) {

@@ -63,6 +63,15 @@ static inline __m512 vm_exp(__m512 x) {
     return _mm512_scalef_ps(p, n);
 }
 
+// exp(x) with results below FLT_MIN flushed to 0: x < -87.33654475 (incl. -inf) gives exactly 0,
+// otherwise vm_exp(x). The input is clamped first, so masked -inf lanes never underflow: an
+// underflowing VSCALEFPS / multiply costs a microcode assist (attention's masked scores).
+static inline __m512 vm_exp_ftz(__m512 x) {
+    const __m512 lo = _mm512_set1_ps(-87.33654475f);
+    const __mmask16 tiny = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
+    return _mm512_maskz_mov_ps(static_cast<__mmask16>(~tiny), vm_exp(_mm512_max_ps(lo, x)));
+}
+
 static inline __m512 vm_tanh(__m512 x) {
     const __m512 one = _mm512_set1_ps(1.0f);
     const __m512 ax = _mm512_abs_ps(x);

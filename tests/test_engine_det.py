@@ -1,0 +1,83 @@
+"""Cross-ISA determinism of the whole engine (issue 5): the same prompt gives bit-identical
+logits, and the same seed the same sampled tokens, whether pylm runs its scalar, AVX2 or AVX-512
+kernels. Every kernel the engine calls performs one canonical float evaluation on every ISA
+(RMSNorm, RoPE, activations, attention: tests/test_kernels_det.py; the quantized matmuls:
+tests/test_qmatmul*.py).
+
+Until every quantized dot product is canonical too, the logits still differ by float summation
+order, so these tests are xfail(strict=False): they start passing (XPASS) once all land."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pylm
+
+PROMPT = "def add(a, b):\n    return a + b\n\ndef mul(a, b):\n    return"
+DECODE = [1, 2, 3, 4]  # fixed continuation positions: ids taken from the prompt itself
+
+PENDING = pytest.mark.xfail(
+    strict=False,
+    reason="the quantized matmuls (csrc/quant/qdot*) do not yet sum in one canonical order on "
+    "every ISA; the other engine kernels do (tests/test_kernels_det.py)",
+)
+
+_models: dict = {}
+
+
+def _model(name, path):
+    if name not in _models:
+        _models[name] = pylm.load(path, threads=2, n_ctx=256)
+    return _models[name]
+
+
+@pytest.fixture(params=["smollm2", "gemma3-270m"])
+def model(request):
+    from conftest import model_path
+
+    return _model(request.param, model_path(request.param))
+
+
+def _prefill_and_decode(m):
+    """Logits of a prefill (every row), then of a few one-token decode steps."""
+    ids = m.tokenize(PROMPT)
+    seq = m.new_sequence()
+    try:
+        rows = [seq.feed(ids, all_logits=True)]
+        rows += [seq.feed([ids[i]])[None] for i in DECODE]
+    finally:
+        seq.free()
+    return np.concatenate(rows)
+
+
+def _per_isa(fn):
+    out = {}
+    for isa in pylm.available_isas():
+        with pylm.use_isa(isa):
+            out[isa] = fn()
+    return out
+
+
+@PENDING
+def test_logits_bit_identical_across_isas(model):
+    got = _per_isa(lambda: _prefill_and_decode(model))
+    for isa, lg in got.items():
+        np.testing.assert_array_equal(lg, got["scalar"], err_msg=f"{isa} vs scalar")
+
+
+@pytest.mark.slow
+@PENDING
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_seeded_sampling_identical_across_isas(model, seed):
+    ids = model.tokenize("Once upon a time, there was")
+
+    def sample():
+        r = model.generate(ids, max_tokens=40, temperature=0.8, top_p=0.95, seed=seed,
+                           ignore_eos=True, return_stats=True)
+        return r.token_ids
+
+    got = _per_isa(sample)
+    assert all(len(t) == 40 for t in got.values())
+    for isa, toks in got.items():
+        assert toks == got["scalar"], f"seed {seed}: {isa} vs scalar"
