@@ -22,7 +22,7 @@ namespace {
 
 struct IsaGemm {
     int mr, nr;
-    void (*pack_a)(const GemmArgs&, int64_t, int64_t, int64_t, int64_t, float*);
+    void (*pack_a)(const GemmArgs&, int64_t, int64_t, int64_t, int64_t, int64_t, float*);
     void (*pack_b)(const GemmArgs&, int64_t, int64_t, int64_t, int64_t, float*);
     void (*macro)(int64_t, int64_t, int64_t, const float*, const float*, float*, int64_t, float);
     void (*small_m)(const GemmArgs&, int64_t, int64_t);
@@ -46,6 +46,10 @@ constexpr int64_t kNC = 4096;        // columns of op(B) packed at once (KC x NC
 constexpr int64_t kTileMPanels = 8;  // MC = 8 * MR rows per task
 constexpr int64_t kTileNPanels = 8;  // NCT = 8 * NR columns per task
 constexpr int64_t kMBPanels = 256;   // MB = 256 * MR rows of op(A) packed at once
+// Below this many tiles per thread, tiles shrink (down to 2 A panels): with 2 threads and
+// 3 equal tiles one thread idles for a third of the pass.
+constexpr int64_t kTasksPerThread = 8;
+constexpr int64_t kKRows = 16;  // rows of A per packing item when op(A) = A^T
 
 // A 64-byte aligned scratch buffer per calling thread, grown on demand and reused across calls
 // so repeated products do not page-fault fresh allocations.
@@ -117,24 +121,39 @@ void gemm_blocked(const GemmArgs& g, const IsaGemm& k, int nthreads) {
             for (int64_t ic0 = 0; ic0 < g.M; ic0 += MB) {
                 const int64_t mb = g.M - ic0 < MB ? g.M - ic0 : MB;
                 const int64_t npa = ceil_div(mb, MR);
-                // Pack this op(A) block, and the op(B) block on the first M block.
+                // Pack this op(A) block, and the op(B) block on the first M block. Items of
+                // op(A): one panel each, or for A^T (rows of A are panel rows) kKRows rows of
+                // A across every panel.
                 const int64_t nb_items = ic0 == 0 ? npb : 0;
-                parallel_for(npa + nb_items, 4, nthreads, [&](int64_t b, int64_t e, int) {
+                const int64_t na_items = g.trans_a ? ceil_div(kc, kKRows) : npa;
+                parallel_for(na_items + nb_items, 4, nthreads, [&](int64_t b, int64_t e, int) {
                     for (int64_t it = b; it < e; ++it) {
-                        if (it < npa) {
+                        if (it < na_items && g.trans_a) {
+                            const int64_t q = it * kKRows, qn = kc - q < kKRows ? kc - q : kKRows;
+                            k.pack_a(g, ic0, mb, pc + q, qn, kc, Ap + q * MR);
+                        } else if (it < na_items) {
                             const int64_t r = it * MR;
-                            k.pack_a(g, ic0 + r, mb - r < MR ? mb - r : MR, pc, kc, Ap + r * kc);
+                            k.pack_a(g, ic0 + r, mb - r < MR ? mb - r : MR, pc, kc, kc,
+                                     Ap + r * kc);
                         } else {
-                            const int64_t c = (it - npa) * NR;
+                            const int64_t c = (it - na_items) * NR;
                             k.pack_b(g, jc + c, nc - c < NR ? nc - c : NR, pc, kc, Bp + c * kc);
                         }
                     }
                 });
-                const int64_t mt = ceil_div(mb, MC), nt = ceil_div(nc, NCT);
+                // Tiles: MC x NCT by default; fewer A panels per tile when that leaves too
+                // few tiles to keep every thread busy to the end (tiles do not change what
+                // is summed in which order, so the result stays thread-count independent).
+                int64_t mc = MC, mt = ceil_div(mb, mc);
+                const int64_t nt = ceil_div(nc, NCT);
+                while (nthreads > 1 && mt * nt < kTasksPerThread * nthreads && mc > 2 * MR) {
+                    mc -= MR;
+                    mt = ceil_div(mb, mc);
+                }
                 parallel_for(mt * nt, 1, nthreads, [&](int64_t b, int64_t e, int) {
                     for (int64_t t = b; t < e; ++t) {
-                        const int64_t i = (t / nt) * MC, j = (t % nt) * NCT;
-                        k.macro(mb - i < MC ? mb - i : MC, nc - j < NCT ? nc - j : NCT, kc,
+                        const int64_t i = (t / nt) * mc, j = (t % nt) * NCT;
+                        k.macro(mb - i < mc ? mb - i : mc, nc - j < NCT ? nc - j : NCT, kc,
                                 Ap + i * kc, Bp + j * kc, g.C + (ic0 + i) * g.ldc + jc + j, g.ldc,
                                 beta);
                     }
