@@ -213,6 +213,9 @@ void gemm_pack_a(const GemmArgs& g, int64_t m0, int64_t mlen, int64_t k0, int64_
         // far-apart line that no prefetcher follows).
         const float* a = g.A + k0 * g.lda + m0;
         for (int64_t k = 0; k < kc; ++k, a += g.lda) {
+            if (k + 8 < kc)  // rows are far apart: no hardware prefetcher follows them
+                for (int64_t l = 0; l < mlen; l += 16)
+                    _mm_prefetch(reinterpret_cast<const char*>(a + 8 * g.lda + l), _MM_HINT_T0);
             float* dst = Ap + k * MR;
             for (int64_t p = 0; p < mlen; p += MR, dst += MR * ldp) {
                 const __mmask16 m = tail_mask(mlen - p < MR ? mlen - p : MR);
