@@ -1,12 +1,12 @@
 // f32 matmul dispatcher: picks the ISA's pieces, blocks for the caches, packs, and threads.
 //
-// Loop nest (BLIS order), for C [M, N] = op(A) [M, K] @ op(B) [K, N]:
-//   jc over N in NC          Bp = pack(op(B)[pc:pc+KC, jc:jc+NC])   (L3-sized, shared)
-//    pc over K in KC
-//     ic0 over M in MB       Ap = pack(op(A)[ic0:ic0+MB, pc:pc+KC]) (shared)
-//      tiles (MC x NCT)      one task each: macro-kernel over MR x NR micro-tiles
-// Each pass is one parallel_for; tasks are taken dynamically, and the split never changes
-// what is summed in which order, so the result is identical for any thread count.
+// Loop nest, for C [M, N] = op(A) [M, K] @ op(B) [K, N]:
+//   jc over N in blocks      Bp = pack(op(B)[:, jc:jc+nc]) for every K block (shared, L3)
+//    task: mc rows (x nct)   parallel, taken dynamically
+//     pc over K in KC        Ap = pack(op(A)[rows, pc:pc+KC]) (per thread, L2)
+//                            macro-kernel: MR x NR micro-tiles, C += Ap Bp (beta on pc = 0)
+// One barrier per B block (after packing it). The split into tasks never changes what is
+// summed in which order, so the result is identical for any thread count.
 #include "kernels/matmul.h"
 
 #include <cstdlib>
@@ -22,7 +22,7 @@ namespace {
 
 struct IsaGemm {
     int mr, nr;
-    void (*pack_a)(const GemmArgs&, int64_t, int64_t, int64_t, int64_t, float*);
+    void (*pack_a)(const GemmArgs&, int64_t, int64_t, int64_t, int64_t, int64_t, float*);
     void (*pack_b)(const GemmArgs&, int64_t, int64_t, int64_t, int64_t, float*);
     void (*macro)(int64_t, int64_t, int64_t, const float*, const float*, float*, int64_t, float);
     void (*small_m)(const GemmArgs&, int64_t, int64_t);
@@ -42,10 +42,12 @@ const IsaGemm* isa_gemm(Isa isa) {
 
 // Block sizes. KC: one B micro-panel (KC x NR) fits L1 next to the streaming A panel.
 constexpr int64_t kKC = 256;
-constexpr int64_t kNC = 4096;        // columns of op(B) packed at once (KC x NC: 4 MiB)
-constexpr int64_t kTileMPanels = 8;  // MC = 8 * MR rows per task
-constexpr int64_t kTileNPanels = 8;  // NCT = 8 * NR columns per task
-constexpr int64_t kMBPanels = 256;   // MB = 256 * MR rows of op(A) packed at once
+constexpr int64_t kMaxPackedB = 1 << 20;  // floats of op(B) packed at once (4 MiB)
+constexpr int64_t kTileMPanels = 8;       // rows per task: up to 8 * MR
+constexpr int64_t kMinTileNPanels = 4;    // column tiles (only when rows alone are too few)
+// Tasks per thread wanted in a pass: with dynamic claims the last one leaves the other
+// threads idle for up to a task, so a pass of 2 threads x 3 tasks loses a sixth.
+constexpr int64_t kTasksPerThread = 16;
 
 // A 64-byte aligned scratch buffer per calling thread, grown on demand and reused across calls
 // so repeated products do not page-fault fresh allocations.
@@ -68,7 +70,8 @@ struct Scratch {
     }
 };
 
-thread_local Scratch t_scratch;
+thread_local Scratch t_scratch;  // the caller's packed op(B)
+thread_local Scratch t_apack;    // each thread's packed op(A) rows
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -100,47 +103,56 @@ void gemm_small(const GemmArgs& g0, const IsaGemm& k, int nthreads) {
 
 void gemm_blocked(const GemmArgs& g, const IsaGemm& k, int nthreads) {
     const int64_t MR = k.mr, NR = k.nr;
-    const int64_t MC = kTileMPanels * MR, NCT = kTileNPanels * NR, MB = kMBPanels * MR;
-    const int64_t nc_max = g.N < kNC ? g.N : kNC, kc_max = g.K < kKC ? g.K : kKC;
-    const int64_t mb_max = g.M < MB ? g.M : MB;
-    const size_t a_floats = static_cast<size_t>(ceil_div(mb_max, MR) * MR * kc_max);
-    const size_t b_floats = static_cast<size_t>(ceil_div(nc_max, NR) * NR * kc_max);
-    float* Ap = t_scratch.get(a_floats + b_floats);
-    float* Bp = Ap + a_floats;
+    const int64_t npk = ceil_div(g.K, kKC);  // K blocks
+    // Columns per op(B) block: all of N when op(B) packed for every K block stays under
+    // kMaxPackedB floats, else a multiple of NR that does.
+    int64_t nc_max = (kMaxPackedB / (npk * kKC)) / NR * NR;
+    if (nc_max < NR) nc_max = NR;
+    if (nc_max > g.N) nc_max = g.N;
+    const int64_t nbp_max = ceil_div(nc_max, NR) * NR;  // padded block width
+    float* Bp = t_scratch.get(static_cast<size_t>(nbp_max * npk * kKC));
 
-    for (int64_t jc = 0; jc < g.N; jc += kNC) {
-        const int64_t nc = g.N - jc < kNC ? g.N - jc : kNC;
-        const int64_t npb = ceil_div(nc, NR);
-        for (int64_t pc = 0; pc < g.K; pc += kKC) {
-            const int64_t kc = g.K - pc < kKC ? g.K - pc : kKC;
-            const float beta = pc == 0 ? g.beta : 1.0f;
-            for (int64_t ic0 = 0; ic0 < g.M; ic0 += MB) {
-                const int64_t mb = g.M - ic0 < MB ? g.M - ic0 : MB;
-                const int64_t npa = ceil_div(mb, MR);
-                // Pack this op(A) block, and the op(B) block on the first M block.
-                const int64_t nb_items = ic0 == 0 ? npb : 0;
-                parallel_for(npa + nb_items, 4, nthreads, [&](int64_t b, int64_t e, int) {
-                    for (int64_t it = b; it < e; ++it) {
-                        if (it < npa) {
-                            const int64_t r = it * MR;
-                            k.pack_a(g, ic0 + r, mb - r < MR ? mb - r : MR, pc, kc, Ap + r * kc);
-                        } else {
-                            const int64_t c = (it - npa) * NR;
-                            k.pack_b(g, jc + c, nc - c < NR ? nc - c : NR, pc, kc, Bp + c * kc);
-                        }
-                    }
-                });
-                const int64_t mt = ceil_div(mb, MC), nt = ceil_div(nc, NCT);
-                parallel_for(mt * nt, 1, nthreads, [&](int64_t b, int64_t e, int) {
-                    for (int64_t t = b; t < e; ++t) {
-                        const int64_t i = (t / nt) * MC, j = (t % nt) * NCT;
-                        k.macro(mb - i < MC ? mb - i : MC, nc - j < NCT ? nc - j : NCT, kc,
-                                Ap + i * kc, Bp + j * kc, g.C + (ic0 + i) * g.ldc + jc + j, g.ldc,
-                                beta);
-                    }
-                });
+    for (int64_t jc = 0; jc < g.N; jc += nc_max) {
+        const int64_t nc = g.N - jc < nc_max ? g.N - jc : nc_max;
+        const int64_t npb = ceil_div(nc, NR), ncp = npb * NR;
+        // Pack op(B)[:, jc:jc+nc] for every K block (block p at Bp + p * KC * ncp, its panels
+        // [kc][NR] at + c * kc). One pass, shared by every task below.
+        parallel_for(npk * npb, 4, nthreads, [&](int64_t b, int64_t e, int) {
+            for (int64_t it = b; it < e; ++it) {
+                const int64_t p = it / npb, c = (it % npb) * NR, pc = p * kKC;
+                const int64_t kc = g.K - pc < kKC ? g.K - pc : kKC;
+                k.pack_b(g, jc + c, nc - c < NR ? nc - c : NR, pc, kc, Bp + pc * ncp + c * kc);
             }
+        });
+        // Tasks: blocks of mc rows of C across all nc columns; each packs its own op(A)
+        // rows per K block into a per-thread buffer (L2-sized) and runs the macro-kernel
+        // over the whole op(B) block, K blocks in order (so the sum order per element is
+        // fixed by the shape alone). Fewer rows per task, down to 2 panels, and then column
+        // tiles, when there would be too few tasks to keep every thread busy to the end.
+        int64_t mc = kTileMPanels * MR, mt = ceil_div(g.M, mc), nct = ncp, nt = 1;
+        const int64_t want = nthreads > 1 ? kTasksPerThread * nthreads : 1;
+        while (mt * nt < want && mc > 2 * MR) {
+            mc -= MR;
+            mt = ceil_div(g.M, mc);
         }
+        while (mt * nt < want && nct > kMinTileNPanels * NR) {
+            nct = (nct / 2 + NR - 1) / NR * NR;
+            nt = ceil_div(nc, nct);
+        }
+        parallel_for(mt * nt, 1, nthreads, [&](int64_t b, int64_t e, int) {
+            float* Ap = t_apack.get(static_cast<size_t>(ceil_div(mc, MR) * MR * kKC));
+            for (int64_t t = b; t < e; ++t) {
+                const int64_t i = (t / nt) * mc, j = (t % nt) * nct;
+                const int64_t mlen = g.M - i < mc ? g.M - i : mc;
+                const int64_t nlen = nc - j < nct ? nc - j : nct;
+                for (int64_t pc = 0; pc < g.K; pc += kKC) {
+                    const int64_t kc = g.K - pc < kKC ? g.K - pc : kKC;
+                    k.pack_a(g, i, mlen, pc, kc, kc, Ap);
+                    k.macro(mlen, nlen, kc, Ap, Bp + pc * ncp + j * kc, g.C + i * g.ldc + jc + j,
+                            g.ldc, pc == 0 ? g.beta : 1.0f);
+                }
+            }
+        });
     }
 }
 

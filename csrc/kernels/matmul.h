@@ -44,7 +44,10 @@ void gemm_rows(const GemmArgs& g, int64_t m0, int64_t m1);
 }  // namespace ref
 
 // Each SIMD ISA provides the same four functions around its own MR x NR microkernel.
-//   pack_a: op(A)[m0:m0+mlen, k0:k0+kc] -> ceil(mlen/MR) panels of [kc][MR] (rows past mlen: 0)
+//   pack_a: op(A)[m0:m0+mlen, k0:k0+kc] -> ceil(mlen/MR) panels of [ldp][MR], MR * ldp floats
+//           apart, k row k at k * MR (rows past mlen: 0). ldp == kc packs whole panels; a
+//           k sub-range [k0, k0+kc) of a wider block passes that block's kc as ldp and Ap
+//           offset by the sub-range's first k row.
 //   pack_b: op(B)[k0:k0+kc, n0:n0+nlen] -> ceil(nlen/NR) panels of [kc][NR] (cols past nlen: 0)
 //   macro : C[0:mlen, 0:nlen] = Ap @ Bp + beta * C, with Ap/Bp as packed above
 //   small_m: direct (unpacked) C[:, n0:n1] for M <= kGemmSmallM
@@ -53,7 +56,8 @@ constexpr int kGemmSmallM = 16;
 
 namespace avx2 {
 constexpr int kGemmMR = 6, kGemmNR = 16;  // 12 ymm accumulators
-void gemm_pack_a(const GemmArgs& g, int64_t m0, int64_t mlen, int64_t k0, int64_t kc, float* Ap);
+void gemm_pack_a(const GemmArgs& g, int64_t m0, int64_t mlen, int64_t k0, int64_t kc,
+                 int64_t ldp, float* Ap);
 void gemm_pack_b(const GemmArgs& g, int64_t n0, int64_t nlen, int64_t k0, int64_t kc, float* Bp);
 void gemm_macro(int64_t mlen, int64_t nlen, int64_t kc, const float* Ap, const float* Bp, float* C,
                 int64_t ldc, float beta);
@@ -62,7 +66,8 @@ void gemm_small_m(const GemmArgs& g, int64_t n0, int64_t n1);
 
 namespace avx512 {
 constexpr int kGemmMR = 14, kGemmNR = 32;  // 28 zmm accumulators
-void gemm_pack_a(const GemmArgs& g, int64_t m0, int64_t mlen, int64_t k0, int64_t kc, float* Ap);
+void gemm_pack_a(const GemmArgs& g, int64_t m0, int64_t mlen, int64_t k0, int64_t kc,
+                 int64_t ldp, float* Ap);
 void gemm_pack_b(const GemmArgs& g, int64_t n0, int64_t nlen, int64_t k0, int64_t kc, float* Bp);
 void gemm_macro(int64_t mlen, int64_t nlen, int64_t kc, const float* Ap, const float* Bp, float* C,
                 int64_t ldc, float beta);

@@ -183,19 +183,27 @@ static void pack_transposed(const float* src, int64_t ld, int64_t rows, int64_t 
 
 }  // namespace
 
-void gemm_pack_a(const GemmArgs& g, int64_t m0, int64_t mlen, int64_t k0, int64_t kc, float* Ap) {
+void gemm_pack_a(const GemmArgs& g, int64_t m0, int64_t mlen, int64_t k0, int64_t kc,
+                 int64_t ldp, float* Ap) {
     const __m256i six = lane_mask(MR);
-    for (int64_t p = 0; p < mlen; p += MR, Ap += MR * kc) {
-        const int64_t rows = mlen - p < MR ? mlen - p : MR;
-        if (g.trans_a) {
-            // A is [K, M]: a panel row (fixed k) is contiguous in A.
-            const float* a = g.A + k0 * g.lda + m0 + p;
-            for (int64_t k = 0; k < kc; ++k, a += g.lda)
-                _mm256_maskstore_ps(Ap + k * MR, six, load_part(a, rows));
-        } else {
-            // A is [M, K]: transpose `rows` rows into the k-major panel.
-            pack_transposed(g.A + (m0 + p) * g.lda + k0, g.lda, rows, kc, Ap, MR, MR);
+    if (g.trans_a) {
+        // A is [K, M]: a panel row (fixed k) is contiguous in A. Row by row across every
+        // panel, so that reads stream (see the AVX-512 twin).
+        const float* a = g.A + k0 * g.lda + m0;
+        for (int64_t k = 0; k < kc; ++k, a += g.lda) {
+            if (k + 8 < kc)  // rows are far apart: no hardware prefetcher follows them
+                for (int64_t l = 0; l < mlen; l += 16)
+                    _mm_prefetch(reinterpret_cast<const char*>(a + 8 * g.lda + l), _MM_HINT_T0);
+            float* dst = Ap + k * MR;
+            for (int64_t p = 0; p < mlen; p += MR, dst += MR * ldp)
+                _mm256_maskstore_ps(dst, six, load_part(a + p, mlen - p < MR ? mlen - p : MR));
         }
+        return;
+    }
+    for (int64_t p = 0; p < mlen; p += MR, Ap += MR * ldp) {
+        // A is [M, K]: transpose `rows` rows into the k-major panel.
+        const int64_t rows = mlen - p < MR ? mlen - p : MR;
+        pack_transposed(g.A + (m0 + p) * g.lda + k0, g.lda, rows, kc, Ap, MR, MR);
     }
 }
 

@@ -52,6 +52,15 @@ struct TileOut {
 // stride), so one kernel per row count handles the M edge; masks handle the N edge.
 template <int ROWS>
 static void ukernel(int64_t kc, const float* Ap, const float* Bp, const TileOut* out) {
+    {  // Start the C tile's read-for-ownership now: it lands during the k loop.
+        const char* pc = reinterpret_cast<const char*>(out->C);
+        const int64_t ld = out->ldc * static_cast<int64_t>(sizeof(float));
+#pragma GCC unroll 14
+        for (int i = 0; i < ROWS; ++i) {
+            _mm_prefetch(pc + i * ld, _MM_HINT_T0);
+            _mm_prefetch(pc + i * ld + 64, _MM_HINT_T0);
+        }
+    }
     __m512 c0[ROWS], c1[ROWS];
 #pragma GCC unroll 14
     for (int i = 0; i < ROWS; ++i) {
@@ -196,19 +205,29 @@ static void pack_transposed(const float* src, int64_t ld, int64_t rows, int64_t 
 
 }  // namespace
 
-void gemm_pack_a(const GemmArgs& g, int64_t m0, int64_t mlen, int64_t k0, int64_t kc, float* Ap) {
-    for (int64_t p = 0; p < mlen; p += MR, Ap += MR * kc) {
-        const int64_t rows = mlen - p < MR ? mlen - p : MR;
-        if (g.trans_a) {
-            // A is [K, M]: a panel row (fixed k) is contiguous in A.
-            const __mmask16 m = tail_mask(rows);
-            const float* a = g.A + k0 * g.lda + m0 + p;
-            for (int64_t k = 0; k < kc; ++k, a += g.lda)
-                _mm512_mask_storeu_ps(Ap + k * MR, 0x3FFF, _mm512_maskz_loadu_ps(m, a));
-        } else {
-            // A is [M, K]: transpose `rows` rows into the k-major panel.
-            pack_transposed(g.A + (m0 + p) * g.lda + k0, g.lda, rows, kc, Ap, MR, 0x3FFF);
+void gemm_pack_a(const GemmArgs& g, int64_t m0, int64_t mlen, int64_t k0, int64_t kc,
+                 int64_t ldp, float* Ap) {
+    if (g.trans_a) {
+        // A is [K, M]: a panel row (fixed k) is contiguous in A. Walk A row by row, each row
+        // across every panel, so that reads stream (panel by panel, every k would be a new,
+        // far-apart line that no prefetcher follows).
+        const float* a = g.A + k0 * g.lda + m0;
+        for (int64_t k = 0; k < kc; ++k, a += g.lda) {
+            if (k + 8 < kc)  // rows are far apart: no hardware prefetcher follows them
+                for (int64_t l = 0; l < mlen; l += 16)
+                    _mm_prefetch(reinterpret_cast<const char*>(a + 8 * g.lda + l), _MM_HINT_T0);
+            float* dst = Ap + k * MR;
+            for (int64_t p = 0; p < mlen; p += MR, dst += MR * ldp) {
+                const __mmask16 m = tail_mask(mlen - p < MR ? mlen - p : MR);
+                _mm512_mask_storeu_ps(dst, 0x3FFF, _mm512_maskz_loadu_ps(m, a + p));
+            }
         }
+        return;
+    }
+    for (int64_t p = 0; p < mlen; p += MR, Ap += MR * ldp) {
+        // A is [M, K]: transpose `rows` rows into the k-major panel.
+        const int64_t rows = mlen - p < MR ? mlen - p : MR;
+        pack_transposed(g.A + (m0 + p) * g.lda + k0, g.lda, rows, kc, Ap, MR, 0x3FFF);
     }
 }
 

@@ -35,16 +35,22 @@ void attention_bwd(const AttnShape& s, const float* q, const float* k, const flo
                    const float* o, const float* lse, const float* dout, float* dq, float* dk,
                    float* dv, int nthreads = 0);
 
-// Scratch floats per task: rows of the transposed K (and V) of Tp floats: T rounded up to 16,
-// plus 16 so that the row stride is an odd number of cache lines (a power-of-two stride maps
-// all D rows of Kt onto a few L1 sets, and the score loop walks down them).
-inline int64_t attn_padded_T(int64_t T) { return (T + 15) / 16 * 16 + 16; }
-// Forward: Kt [D, Tp], V copied contiguous [Tp, D], scores [8, Tp]. Backward: Kt and Vt
-// [D, Tp], K contiguous [Tp, D], dK and dV accumulators [Tp, D], P and dS [16, Tp], delta [Tp].
-// (The strided rows of the fused qkv are a page apart each: the inner loops read and update
-// contiguous copies instead, and dK / dV are written out once at the end.)
-inline int64_t attn_fwd_scratch(int64_t T, int D) { return attn_padded_T(T) * (2 * D + 8); }
-inline int64_t attn_bwd_scratch(int64_t T, int D) { return attn_padded_T(T) * (5 * D + 33); }
+// Scratch floats per task. Transposed heads (Qt, Kt, ... [D, Tp]) have rows of Tp floats: T
+// rounded up to 16, plus 16, so that the row stride is an odd number of cache lines (a
+// power-of-two stride maps all D rows onto a few L1 sets) and a tile of up to 16 columns
+// starting below T stays inside the row (the padding is zero).
+// (static inline: these are also used inside the per-ISA translation units.)
+static inline int64_t attn_padded_T(int64_t T) { return (T + 15) / 16 * 16 + 16; }
+// The backward keeps P and dS for a chunk of this many query rows at a time (a multiple of
+// every ISA's tile height; T = 256 is one chunk).
+constexpr int64_t kAttnChunk = 264;
+static inline int64_t attn_chunk_rows(int64_t T) { return T < kAttnChunk ? T : kAttnChunk; }
+// Forward: Qt, Kt [D, Tp], V contiguous [Tp, D], scores [16, Tp]. Backward: Qt, dOt, Kt, Vt
+// [D, Tp], K, Q, dO contiguous [Tp, D], P and dS [chunk rows, Tp], delta [Tp].
+static inline int64_t attn_fwd_scratch(int64_t T, int D) { return attn_padded_T(T) * (3 * D + 16); }
+static inline int64_t attn_bwd_scratch(int64_t T, int D) {
+    return attn_padded_T(T) * (7 * D + 2 * attn_chunk_rows(T) + 1);
+}
 
 }  // namespace train
 
