@@ -158,7 +158,7 @@ void bind_engine(py::module_& m) {
     py::register_exception_translator([](std::exception_ptr p) {
         try {
             if (p) std::rethrow_exception(p);
-        } catch (const DeviceKVPoolExhausted& e) {
+        } catch (const KVPoolExhausted& e) {
             PyObject* cls = nullptr;
             if (PyObject* core = PyImport_ImportModule("pylm._core")) {
                 cls = PyObject_GetAttrString(core, "KVPoolExhausted");

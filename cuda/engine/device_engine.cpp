@@ -61,8 +61,9 @@ DeviceEngine::DeviceEngine(const ModelConfig& cfg, const ModelWeights& host, int
             throw std::invalid_argument("KV cache of " + std::to_string(n_slots_) +
                                         " tokens exceeds the int32 slot index");
         max_blocks_ = (cfg_.n_ctx + block_size - 1) / block_size;
-        kv_ = std::make_unique<BlockTables>(block_size, kv_blocks,
-                                            [this](int32_t dst, int32_t src) { copy_block(dst, src); });
+        kv_ = std::make_unique<BlockTables>(
+            block_size, kv_blocks, [this](int32_t dst, int32_t src) { copy_block(dst, src); },
+            "KV cache (cuda)");
         const size_t pool = static_cast<size_t>(cfg_.n_layer) * 2 * n_slots_ * kv_dim_ *
                             dtype_size(kv_dtype_);
         dev_alloc(kv_pool_, pool);

@@ -1,10 +1,10 @@
-// Paged-KV bookkeeping on the host for the GPU engine: the same block-table design as the CPU
-// cache (csrc/engine/kv_cache.h) without the storage, which lives in device memory
-// (cuda/engine/engine.h). Sequences own block tables (logical block i -> physical block);
-// blocks are reference counted; fork() shares blocks and the first write into a shared,
-// partially filled block copies it (the copy itself is the owner's callback: a device memcpy).
-// reserve() allocates for a whole batch up front, so a pool that runs out throws
-// DeviceKVPoolExhausted and leaves every sequence exactly as it was.
+// Paged-KV bookkeeping (vLLM's PagedAttention block tables), shared by the CPU cache
+// (kv_cache.h: storage in host memory) and the GPU engine (cuda/engine/: storage in device
+// memory). Sequences own block tables (logical block i -> physical block); blocks are reference
+// counted; fork() shares blocks and the first write into a shared, partially filled block copies
+// it (the copy itself is the owner's callback: a memcpy of every layer's K/V block).
+// reserve() allocates for a whole batch up front, so a pool that runs out throws KVPoolExhausted
+// and leaves every sequence exactly as it was.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -14,17 +14,17 @@
 #include <vector>
 
 namespace pylm {
-namespace cuda {
 
-// Raised to Python as pylm._core.KVPoolExhausted (the CPU engine's class; see bind_engine.cpp).
-struct DeviceKVPoolExhausted : std::runtime_error {
+// Raised to Python as pylm.KVPoolExhausted (by both engines' bindings).
+struct KVPoolExhausted : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
 class BlockTables {
 public:
     using CopyFn = std::function<void(int32_t dst, int32_t src)>;
-    BlockTables(int block_size, int64_t n_blocks, CopyFn copy_block);
+    // `where` names the pool in error messages ("KV cache", "KV cache (cuda)").
+    BlockTables(int block_size, int64_t n_blocks, CopyFn copy_block, std::string where = "KV cache");
 
     int block_size() const { return block_size_; }
     int64_t n_blocks() const { return n_blocks_; }
@@ -36,6 +36,7 @@ public:
     void seq_free(int seq);
     void clear();
     int64_t seq_len(int seq) const;
+    bool seq_exists(int seq) const { return seqs_.count(seq) != 0; }
     std::vector<int> seq_ids() const;
     const std::vector<int32_t>& block_table(int seq) const;
 
@@ -58,11 +59,11 @@ private:
     int block_size_;
     int64_t n_blocks_;
     CopyFn copy_block_;
+    std::string where_;
     std::vector<int32_t> refcount_;
     std::vector<int32_t> free_list_;
     std::unordered_map<int, Seq> seqs_;
     int next_id_ = 0;
 };
 
-}  // namespace cuda
 }  // namespace pylm

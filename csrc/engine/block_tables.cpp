@@ -1,17 +1,16 @@
-// Host bookkeeping of the GPU paged KV cache; mirrors csrc/engine/kv_cache.cpp line for line
-// (same allocation order, so the CPU and GPU engines place a sequence in the same blocks).
+// Block-table bookkeeping of the paged KV caches (see block_tables.h).
 #include "engine/block_tables.h"
 
 #include <algorithm>
 #include <map>
 
 namespace pylm {
-namespace cuda {
 
-BlockTables::BlockTables(int block_size, int64_t n_blocks, CopyFn copy_block)
-    : block_size_(block_size), n_blocks_(n_blocks), copy_block_(std::move(copy_block)) {
+BlockTables::BlockTables(int block_size, int64_t n_blocks, CopyFn copy_block, std::string where)
+    : block_size_(block_size), n_blocks_(n_blocks), copy_block_(std::move(copy_block)),
+      where_(std::move(where)) {
     if (block_size <= 0 || n_blocks <= 0 || n_blocks > INT32_MAX)
-        throw std::invalid_argument("KV cache: bad geometry (block_size=" + std::to_string(block_size) +
+        throw std::invalid_argument(where_ + ": bad geometry (block_size=" + std::to_string(block_size) +
                                     ", blocks=" + std::to_string(n_blocks) + ")");
     refcount_.assign(n_blocks, 0);
     free_list_.reserve(n_blocks);
@@ -105,8 +104,8 @@ void BlockTables::reserve(const std::vector<int>& seqs, const std::vector<int64_
         if (s.len % block_size_ != 0 && refcount_[s.blocks[s.len / block_size_]] > 1) ++need;
     }
     if (need > free_blocks())
-        throw DeviceKVPoolExhausted(
-            "KV cache pool exhausted (cuda): the batch needs " + std::to_string(need) +
+        throw KVPoolExhausted(
+            where_ + " pool exhausted: the batch needs " + std::to_string(need) +
             " more blocks of " + std::to_string(block_size_) + " tokens but only " +
             std::to_string(free_blocks()) + " of " + std::to_string(n_blocks_) + " are free");
     for (auto& [id, n] : add) {
@@ -133,5 +132,4 @@ int64_t BlockTables::slot(int seq, int64_t pos) const {
     return static_cast<int64_t>(s.blocks[pos / block_size_]) * block_size_ + pos % block_size_;
 }
 
-}  // namespace cuda
 }  // namespace pylm
