@@ -58,6 +58,23 @@ static inline float tree16(__m512 v) {
     return _mm_cvtss_f32(b);
 }
 
+// tree16 of four rows at once, y[0..3] = tree16(t0) .. tree16(t3): the same float additions,
+// two rows' halves (then four rows' quarters) side by side in one register.
+static inline void tree16x4(__m512 t0, __m512 t1, __m512 t2, __m512 t3, float* y) {
+    // v[i] += v[i+8]: [r0 0-7 | r1 0-7], [r2 0-7 | r3 0-7]
+    const __m512 a = _mm512_add_ps(_mm512_shuffle_f32x4(t0, t1, 0x44),
+                                   _mm512_shuffle_f32x4(t0, t1, 0xEE));
+    const __m512 b = _mm512_add_ps(_mm512_shuffle_f32x4(t2, t3, 0x44),
+                                   _mm512_shuffle_f32x4(t2, t3, 0xEE));
+    // v[i] += v[i+4]: [r0 0-3 | r1 0-3 | r2 0-3 | r3 0-3]
+    const __m512 c = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x88),
+                                   _mm512_shuffle_f32x4(a, b, 0xDD));
+    // v[i] += v[i+2], then v[0] += v[1], within each 128-bit lane
+    const __m512 d = _mm512_add_ps(c, _mm512_permute_ps(c, 0x4E));
+    const __m512 e = _mm512_add_ps(d, _mm512_movehdup_ps(d));
+    _mm512_mask_compressstoreu_ps(y, (__mmask16)0x1111, e);
+}
+
 // The dwords at the start of n <= 16 blocks (stride ts): fp16 d in the low half, and for
 // Q4_1/Q5_1 fp16 m in the high half.
 static inline __m512i head_dwords(const uint8_t* p, int ts, int n) {
@@ -97,13 +114,22 @@ struct Q8_0 {
 // Word indices that gather a unit's qs into canonical lane order: output dword l = dword l / U
 // of block l % U (the unit's bytes: two registers, 0..63 and 64..127).
 template <class T>
+struct UnitShape {  // Q4_1 / Q5_1 qs are dword aligned: one vpermt2d instead of vpermt2w
+    static constexpr bool kDword = T::kBytes % 4 == 0 && T::kQs % 4 == 0;
+};
+template <class T>
 static inline __m512i unit_index() {
     alignas(64) uint16_t ix[32];
+    alignas(64) uint32_t id[16];
     for (int l = 0; l < 16; ++l) {
         const int byte = (l % T::kUnit) * T::kBytes + T::kQs + 4 * (l / T::kUnit);
         ix[2 * l] = (uint16_t)(byte / 2);
         ix[2 * l + 1] = (uint16_t)(byte / 2 + 1);
+        id[l] = (uint32_t)(byte / 4);
     }
+    if (T::kUnit == 2)  // Q8_0: dword 2j+i <- dword j of block i's qs (two 256-bit loads)
+        return _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    if (UnitShape<T>::kDword) return _mm512_load_si512(id);
     return _mm512_load_si512(ix);
 }
 
@@ -113,15 +139,22 @@ template <class T>
 static inline __attribute__((always_inline)) void unit_weights(const uint8_t* p, int nv,
                                                                __m512i idx, __m512i* w0,
                                                                __m512i* w1) {
-    const int bytes = nv * T::kBytes;
-    const __m512i a =
-        bytes >= 64 ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(bytes_mask(bytes), p);
-    const __m512i b = bytes > 64 ? _mm512_maskz_loadu_epi8(bytes_mask(bytes - 64), p + 64)
-                                 : _mm512_setzero_si512();
-    const __m512i q = _mm512_permutex2var_epi16(a, idx, b);
     if constexpr (T::kUnit == 2) {
-        *w0 = _mm512_xor_si512(q, _mm512_set1_epi8((char)0x80));
+        const __m512i b0 = _mm512_castsi256_si512(
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + T::kQs)));
+        const __m512i b1 = _mm512_castsi256_si512(
+            nv > 1 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + T::kBytes + T::kQs))
+                   : _mm256_setzero_si256());
+        *w0 = _mm512_xor_si512(_mm512_permutex2var_epi32(b0, idx, b1),
+                               _mm512_set1_epi8((char)0x80));
     } else {
+        const int bytes = nv * T::kBytes;
+        const __m512i a =
+            bytes >= 64 ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(bytes_mask(bytes), p);
+        const __m512i b = bytes > 64 ? _mm512_maskz_loadu_epi8(bytes_mask(bytes - 64), p + 64)
+                                     : _mm512_setzero_si512();
+        const __m512i q = UnitShape<T>::kDword ? _mm512_permutex2var_epi32(a, idx, b)
+                                               : _mm512_permutex2var_epi16(a, idx, b);
         const __m512i m = _mm512_set1_epi8(0x0F);
         __m512i lo = _mm512_and_si512(q, m), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m);
         if constexpr (T::kQh >= 0) {  // bit e of block i's qh -> byte 16 (e%16)/4*4 + 4i + e%4
@@ -234,7 +267,12 @@ struct LegacyRows {
         for (int64_t n0 = 0; n0 < N; n0 += rows) {
             const int64_t nr = N - n0 < rows ? N - n0 : rows;
             if (flat) convert(w + n0 * ws, nr * nb, dbuf, mbuf);
-            for (int64_t r = 0; r < nr; ++r) {
+            int64_t r = 0;
+            if (C == 1 && flat)
+                for (; r + 4 <= nr; r += 4)
+                    rows4(w + (n0 + r) * ws, ws, nb, dbuf + r * nb, mbuf + r * nb, idx, ad[0],
+                          as[0], acp[0], y + n0 + r);
+            for (; r < nr; ++r) {
                 const uint8_t* wr = w + (n0 + r) * ws;
                 if (!flat) prefetch_ahead(wr, ws);
                 __m512 acc0[C], acc1[C], accs[C];
@@ -252,6 +290,77 @@ struct LegacyRows {
                     y[c * ldy + n0 + r] = tree16(t);
                 }
             }
+        }
+    }
+
+    // Matvec (one activation row): weight rows wr .. wr+3 (stride ws, nb blocks, scales dw / mw
+    // at stride nb) at once, sharing the activation loads and the final reduction; each row's
+    // float operations are those of run<1> (qdot_canon.h).
+    static inline void rows4(const uint8_t* wr, int64_t ws, int64_t nb, const float* dw,
+                             const float* mw, __m512i idx, const float* ad, const float* as,
+                             const uint8_t* acp, float* y) {
+        constexpr int R = 4;
+        __m512 acc0[R], acc1[R], accs[R];
+        for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = accs[r] = _mm512_setzero_ps();
+        alignas(64) float sc[R][16];
+        for (int64_t b0 = 0; b0 < nb; b0 += 16) {
+            const int nblk = nb - b0 < 16 ? (int)(nb - b0) : 16;
+            const __mmask16 km = (__mmask16)((1u << nblk) - 1);
+            const __m512 dx = _mm512_maskz_loadu_ps(km, ad + b0);
+            for (int r = 0; r < R; ++r)
+                _mm512_store_ps(sc[r], _mm512_mul_ps(_mm512_maskz_loadu_ps(km, dw + r * nb + b0), dx));
+            if (kMin) {
+                const __m512 sx = _mm512_maskz_loadu_ps(km, as + b0);
+                for (int r = 0; r < R; ++r)
+                    accs[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(km, mw + r * nb + b0), sx, accs[r]);
+            }
+            __asm__ volatile("" : : "r"(&sc[0][0]) : "memory");
+            const uint8_t* wb = wr + b0 * T::kBytes;
+            const uint8_t* ab = acp + (b0 / U) * kAU;
+            const int nfull = nblk / U;
+            int k = 0;
+            for (; k + 2 <= nfull; k += 2) {
+                unitR<R>(wb, ws, k, U, idx, ab, sc, acc0);
+                unitR<R>(wb, ws, k + 1, U, idx, ab, sc, acc1);
+            }
+            if (k < nfull) {
+                unitR<R>(wb, ws, k, U, idx, ab, sc, acc0);
+                ++k;
+            }
+            if (nblk % U) unitR<R>(wb, ws, k, nblk % U, idx, ab, sc, (k & 1) ? acc1 : acc0);
+        }
+        __m512 t[R];
+        for (int r = 0; r < R; ++r) {
+            t[r] = _mm512_add_ps(acc0[r], acc1[r]);
+            if (kMin) t[r] = _mm512_add_ps(t[r], accs[r]);
+        }
+        tree16x4(t[0], t[1], t[2], t[3], y);
+    }
+
+    // Unit k of rows wb + r * ws (r < R) against one activation row.
+    template <int R>
+    static inline __attribute__((always_inline)) void unitR(const uint8_t* wb, int64_t ws, int k,
+                                                            int nv, __m512i idx,
+                                                            const uint8_t* ab,
+                                                            const float (*sc)[16], __m512* acc) {
+        const uint8_t* a = ab + k * kAU;
+        const __m512i a0 = _mm512_load_si512(a);
+        const __m512i a1 = U == 4 ? _mm512_load_si512(a + 64) : _mm512_setzero_si512();
+        const __m512i p0 = kMin ? _mm512_setzero_si512() : _mm512_load_si512(a + kAU - 64);
+        for (int r = 0; r < R; ++r) {
+            __m512i w0, w1 = _mm512_setzero_si512();
+            unit_weights<T>(wb + r * ws + k * U * T::kBytes, nv, idx, &w0, &w1);
+            __m512i p = _mm512_dpbusd_epi32(p0, w0, a0);
+            __m512 s;
+            if constexpr (U == 4) {
+                p = _mm512_dpbusd_epi32(p, w1, a1);
+                s = _mm512_broadcast_f32x4(_mm_load_ps(&sc[r][4 * k]));
+            } else {
+                double two;
+                std::memcpy(&two, &sc[r][2 * k], 8);
+                s = _mm512_castpd_ps(_mm512_set1_pd(two));
+            }
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), s, acc[r]);
         }
     }
 
@@ -422,7 +531,9 @@ struct FloatRows {
         for (int c = 0; c < C; ++c) x[c] = reinterpret_cast<const float*>(act[c]);
         int64_t n = 0;
         for (; n + R <= N; n += R) {
-            for (int r = 0; r < R; ++r) prefetch_ahead(w + (n + r) * ws, ws);
+            // NOTE: a burst of R rows' prefetches costs the matvec more than it saves (measured)
+            if (C > 1)
+                for (int r = 0; r < R; ++r) prefetch_ahead(w + (n + r) * ws, ws);
             block<R, C>(K, w + n * ws, ws, x, y + n, ldy);
         }
         for (; n < N; ++n) {
