@@ -9,7 +9,9 @@
 // start values. Per unit and activation row: 1-2 vpdpbusd, vcvtdq2ps, one vfmadd whose scales
 // [sc0 sc1 sc2 sc3] x4 come from one broadcast load. The fp16 block scales are gathered 16
 // blocks at a time (vpgatherdd + vpmovdw + vcvtph2ps) and multiplied by the 16 activation
-// scales once per activation row.
+// scales once per activation row. Matvec (C = 1): 4 weight rows per pass share the activation
+// loads and one combined reduction tree (tree16x4), each row with its own float operations.
+// Q4_1/Q5_1 (dword-aligned qs) and Q8_0 (two 256-bit loads) gather a unit with vpermt2d.
 // Float weights: R weight rows x C activation rows per pass (each F16/BF16 vector converted
 // once), one 16-lane accumulator per pair.
 // NOTE: GCC 12 reports its own _mm512_undefined_* idiom (inside casts/broadcasts) as
@@ -308,11 +310,13 @@ struct LegacyRows {
             const __mmask16 km = (__mmask16)((1u << nblk) - 1);
             const __m512 dx = _mm512_maskz_loadu_ps(km, ad + b0);
             for (int r = 0; r < R; ++r)
-                _mm512_store_ps(sc[r], _mm512_mul_ps(_mm512_maskz_loadu_ps(km, dw + r * nb + b0), dx));
+                _mm512_store_ps(sc[r],
+                                _mm512_mul_ps(_mm512_maskz_loadu_ps(km, dw + r * nb + b0), dx));
             if (kMin) {
                 const __m512 sx = _mm512_maskz_loadu_ps(km, as + b0);
                 for (int r = 0; r < R; ++r)
-                    accs[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(km, mw + r * nb + b0), sx, accs[r]);
+                    accs[r] =
+                        _mm512_fmadd_ps(_mm512_maskz_loadu_ps(km, mw + r * nb + b0), sx, accs[r]);
             }
             __asm__ volatile("" : : "r"(&sc[0][0]) : "memory");
             const uint8_t* wb = wr + b0 * T::kBytes;
