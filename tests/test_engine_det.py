@@ -2,10 +2,7 @@
 logits, and the same seed the same sampled tokens, whether pylm runs its scalar, AVX2 or AVX-512
 kernels. Every kernel the engine calls performs one canonical float evaluation on every ISA
 (RMSNorm, RoPE, activations, attention: tests/test_kernels_det.py; the quantized matmuls:
-tests/test_qmatmul*.py).
-
-Until every quantized dot product is canonical too, the logits still differ by float summation
-order, so these tests are xfail(strict=False): they start passing (XPASS) once all land."""
+tests/test_qdot_det.py, tests/test_qdot_kquant_det.py)."""
 
 from __future__ import annotations
 
@@ -16,12 +13,6 @@ import pylm
 
 PROMPT = "def add(a, b):\n    return a + b\n\ndef mul(a, b):\n    return"
 DECODE = [1, 2, 3, 4]  # fixed continuation positions: ids taken from the prompt itself
-
-PENDING = pytest.mark.xfail(
-    strict=False,
-    reason="the quantized matmuls (csrc/quant/qdot*) do not yet sum in one canonical order on "
-    "every ISA; the other engine kernels do (tests/test_kernels_det.py)",
-)
 
 _models: dict = {}
 
@@ -59,7 +50,6 @@ def _per_isa(fn):
     return out
 
 
-@PENDING
 def test_logits_bit_identical_across_isas(model):
     got = _per_isa(lambda: _prefill_and_decode(model))
     for isa, lg in got.items():
@@ -67,7 +57,6 @@ def test_logits_bit_identical_across_isas(model):
 
 
 @pytest.mark.slow
-@PENDING
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_seeded_sampling_identical_across_isas(model, seed):
     ids = model.tokenize("Once upon a time, there was")

@@ -18,16 +18,18 @@
 //        qs is bit-identical to gguf's Q8_0 quantization of the same block.
 //   Q8K  for Q2_K..Q6_K (K % 256 == 0): K/256 block_q8_K {float d; int8 qs[256];
 //        int16 bsums[16]} with d = max|x| / 127 and bsums[j] = sum(qs[16j .. 16j+15]).
-// Every ISA's quantizer produces the same bytes, so scalar and SIMD results differ only by the
-// order of float additions.
+// Every ISA's quantizer produces the same bytes, and every weight type follows one canonical
+// float evaluation order on every ISA (legacy and float weights: qdot_canon.h; K-quants:
+// qdot_kquant_ref.cpp): scalar, AVX2 and AVX-512 results are bit-identical.
 //
 // Kernel contract (per weight type, per ISA):
 //   vec_dot(K, w_row, act_row) -> float      sum_k dequant(w_row)[k] * x[k]
 //   gemm(K, w [N rows, stride w_stride bytes], N, act [C rows, stride act_stride bytes], C,
 //        y, ldy):  y[c * ldy + n] = vec_dot(K, w + n * w_stride, act + c * act_stride)
-//   (up to float summation order: a row's result may differ in the last bits between vec_dot
-//   and gemm). gemm walks the activation rows in groups (8 on AVX-512, 4 on AVX2) per weight
-//   row, so each weight block is unpacked once per group and read from cache C/group times.
+//   Bit-identical to vec_dot for every C (batch invariance). gemm passes
+//   groups of activation rows (up to 8) over each weight row, so each
+//   weight block is unpacked once per group and read from cache C/group times; at C = 1 the
+//   AVX-512 legacy kernels take 4 weight rows at once instead.
 #pragma once
 #include <cstdint>
 

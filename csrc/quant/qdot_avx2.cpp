@@ -1,20 +1,21 @@
 // AVX2 quantized dot products, part 1: activation quantizers, legacy blocks (Q4_0 .. Q8_0) and
 // float weights. K-quants: qdot_kquant_avx2.cpp. Contract and layouts: qdot.h.
 //
-// Legacy block x Q8S activations, 32 weights per block (cf. ggml_vec_dot_q4_1_q8_1):
-//   weights unpacked to unsigned bytes u (Q4: 0..15, Q5: 0..31), one vpmaddubsw(u, a) +
-//   vpmaddwd(.., 1) gives 8 int32 partial sums; the block adds d_w*d_x*sum(u*a) + c_w*s_x, where
-//   s_x = d_x*sum(a) and c_w is the zero point (-8 d_w, -16 d_w) or the min m_w of the block.
-//   Q8_0 weights are signed: |w| x sign(a, w) (vpmaddubsw needs one unsigned operand).
-// The fp16 scales of 8 blocks come in one vpgatherdd, so the per-block float work is one
-// vcvtdq2ps and one FMA per activation row. Each weight block is unpacked once and dotted with
-// up to 4 activation rows.
+// Legacy blocks and float weights follow the canonical evaluation order of qdot_canon.h (the
+// natural order of the AVX-512 kernels), so results are bit-identical to AVX-512 and scalar:
+// 16 float lanes as two __m256 (lanes 0-7, 8-15), the same fused multiply-adds, the same tree.
+// Legacy units (4 blocks, Q8_0: 2) are transposed into canonical lane order with unpack /
+// permute; vpmaddubsw + vpmaddwd give the exact int32 lane sums (no int16 saturation: Q4/Q5
+// bytes are unsigned <= 31, Q8_0 is dotted as |w| x sign(a, w)).
 #include <immintrin.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <new>
 
 #include "core/half.h"
 #include "quant/qdot.h"
+#include "quant/qdot_canon.h"
 
 namespace pylm {
 namespace avx2 {
@@ -80,23 +81,6 @@ static inline int quant32(const float* x, float id, int8_t* q) {
 
 // ---- legacy weight blocks -> unsigned bytes, scale d, s-coefficient c ----------------------
 
-static inline __m256i nibbles(const uint8_t* qs) {  // 16 bytes -> 32 values: low, then high
-    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
-    const __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(b), _mm_srli_epi16(b, 4), 1);
-    return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
-}
-
-static inline __m256i high_bits(const uint8_t* qh) {  // bit i of the 32-bit qh -> 0x10 in byte i
-    uint32_t h;
-    std::memcpy(&h, qh, 4);
-    const __m256i shuf =
-        _mm256_setr_epi64x(0, 0x0101010101010101LL, 0x0202020202020202LL, 0x0303030303030303LL);
-    const __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32((int)h), shuf);
-    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
-    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
-    return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
-}
-
 static inline __m256i lane_mask(int n) {  // lanes < n set (maskload / mask gather)
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
@@ -121,134 +105,260 @@ static inline __m256 high_f16(__m256i h) {
     return _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
 }
 
-// Per type: quants(block) -> 32 bytes (unsigned 0..31, or the signed Q8_0 weights), and
-// scales(first block, n) -> d_w and the s_x coefficient c_w of n <= 8 blocks.
+// Weight types (as in qdot_avx512.cpp): kUnit blocks per canonical unit (qdot_canon.h), qs at
+// byte kQs, the 32-bit qh (Q5) at kQh (-1: none), kZero the zero point folded into the integer
+// sums (0: the type has a float min m, fp16 in the high half of the block's first dword).
 struct Q4_0 {
-    static constexpr int kBytes = sizeof(block_q4_0);
-    static constexpr bool kSigned = false;
-    static inline __m256i quants(const uint8_t* b) { return nibbles(b + 2); }
-    static inline void scales(const uint8_t* b, int n, __m256* d, __m256* c) {
-        *d = low_f16(head_f16(b, kBytes, n));
-        *c = _mm256_mul_ps(*d, _mm256_set1_ps(-8.0f));
-    }
+    static constexpr int kBytes = sizeof(block_q4_0), kUnit = 4, kQs = 2, kQh = -1, kZero = 8;
 };
 struct Q4_1 {
-    static constexpr int kBytes = sizeof(block_q4_1);
-    static constexpr bool kSigned = false;
-    static inline __m256i quants(const uint8_t* b) { return nibbles(b + 4); }
-    static inline void scales(const uint8_t* b, int n, __m256* d, __m256* c) {
-        const __m256i h = head_f16(b, kBytes, n);
-        *d = low_f16(h);
-        *c = high_f16(h);
-    }
+    static constexpr int kBytes = sizeof(block_q4_1), kUnit = 4, kQs = 4, kQh = -1, kZero = 0;
 };
 struct Q5_0 {
-    static constexpr int kBytes = sizeof(block_q5_0);
-    static constexpr bool kSigned = false;
-    static inline __m256i quants(const uint8_t* b) {
-        return _mm256_or_si256(nibbles(b + 6), high_bits(b + 2));
-    }
-    static inline void scales(const uint8_t* b, int n, __m256* d, __m256* c) {
-        *d = low_f16(head_f16(b, kBytes, n));
-        *c = _mm256_mul_ps(*d, _mm256_set1_ps(-16.0f));
-    }
+    static constexpr int kBytes = sizeof(block_q5_0), kUnit = 4, kQs = 6, kQh = 2, kZero = 16;
 };
 struct Q5_1 {
-    static constexpr int kBytes = sizeof(block_q5_1);
-    static constexpr bool kSigned = false;
-    static inline __m256i quants(const uint8_t* b) {
-        return _mm256_or_si256(nibbles(b + 8), high_bits(b + 4));
-    }
-    static inline void scales(const uint8_t* b, int n, __m256* d, __m256* c) {
-        const __m256i h = head_f16(b, kBytes, n);
-        *d = low_f16(h);
-        *c = high_f16(h);
-    }
+    static constexpr int kBytes = sizeof(block_q5_1), kUnit = 4, kQs = 8, kQh = 4, kZero = 0;
 };
 struct Q8_0 {
-    static constexpr int kBytes = sizeof(block_q8_0);
-    static constexpr bool kSigned = true;
-    static inline __m256i quants(const uint8_t* b) {
-        return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 2));
+    static constexpr int kBytes = sizeof(block_q8_0), kUnit = 2, kQs = 2, kQh = -1, kZero = 128;
+};
+
+static inline __m256i bits_to_bytes(uint32_t h) {  // bit i -> 0x10 in byte i
+    const __m256i shuf =
+        _mm256_setr_epi64x(0, 0x0101010101010101LL, 0x0202020202020202LL, 0x0303030303030303LL);
+    const __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32((int)h), shuf);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
+    return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
+}
+
+static inline __m128i ld128(const uint8_t* p) {
+    return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+}
+
+// A unit of nv <= U blocks at p in canonical lane order, as two halves (lanes 0-7, 8-15):
+// U = 4: x = low nibbles (+16 for Q5 high bits), y = high nibbles, unsigned;
+// U = 2: x = the signed int8 weights (y unused).
+template <class T>
+static inline __attribute__((always_inline)) void unit_weights(const uint8_t* p, int nv,
+                                                               __m256i* x, __m256i* y) {
+    if constexpr (T::kUnit == 4) {
+        __m128i q[4];
+        for (int i = 0; i < 4; ++i)
+            q[i] = i < nv ? ld128(p + i * T::kBytes + T::kQs) : _mm_setzero_si128();
+        const __m256i q02 = _mm256_inserti128_si256(_mm256_castsi128_si256(q[0]), q[2], 1);
+        const __m256i q13 = _mm256_inserti128_si256(_mm256_castsi128_si256(q[1]), q[3], 1);
+        const __m256i w01 = _mm256_permute4x64_epi64(_mm256_unpacklo_epi32(q02, q13), 0xD8);
+        const __m256i w23 = _mm256_permute4x64_epi64(_mm256_unpackhi_epi32(q02, q13), 0xD8);
+        const __m256i m = _mm256_set1_epi8(0x0F);
+        x[0] = _mm256_and_si256(w01, m);
+        x[1] = _mm256_and_si256(w23, m);
+        y[0] = _mm256_and_si256(_mm256_srli_epi16(w01, 4), m);
+        y[1] = _mm256_and_si256(_mm256_srli_epi16(w23, 4), m);
+        if constexpr (T::kQh >= 0) {  // bit e of block i's qh -> byte 16 (e%16)/4*4 + 4i + e%4
+            uint64_t ml = 0, mh = 0;
+            for (int i = 0; i < nv; ++i) {
+                uint32_t h;
+                std::memcpy(&h, p + i * T::kBytes + T::kQh, 4);
+                const uint64_t dep = 0x000F000F000F000FULL << (4 * i);
+                ml |= _pdep_u64(h & 0xFFFF, dep);
+                mh |= _pdep_u64(h >> 16, dep);
+            }
+            x[0] = _mm256_or_si256(x[0], bits_to_bytes((uint32_t)ml));
+            x[1] = _mm256_or_si256(x[1], bits_to_bytes((uint32_t)(ml >> 32)));
+            y[0] = _mm256_or_si256(y[0], bits_to_bytes((uint32_t)mh));
+            y[1] = _mm256_or_si256(y[1], bits_to_bytes((uint32_t)(mh >> 32)));
+        }
+    } else {
+        const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + T::kQs));
+        const __m256i b1 =
+            nv > 1 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + T::kBytes + T::kQs))
+                   : _mm256_setzero_si256();
+        const __m256i lo = _mm256_unpacklo_epi32(b0, b1), hi = _mm256_unpackhi_epi32(b0, b1);
+        x[0] = _mm256_permute2x128_si256(lo, hi, 0x20);
+        x[1] = _mm256_permute2x128_si256(lo, hi, 0x31);
     }
-    static inline void scales(const uint8_t* b, int n, __m256* d, __m256* c) {
-        *d = low_f16(head_f16(b, kBytes, n));
-        *c = _mm256_setzero_ps();
+}
+
+// Per-call copy of a Q8S row in canonical lane order (the layout of qdot_avx512.cpp's ActCopy):
+// per unit the activation dwords facing x (and y), then for Q4_0/Q5_0 the int32 start values
+// -kZero * sum(a over the lane). (Q8_0 is dotted signed here, its start values are unused.)
+template <class T>
+struct ActCopy {
+    static constexpr int U = T::kUnit;
+    static constexpr int kUnitBytes = (U == 4 ? 128 : 64) + (T::kZero ? 64 : 0);
+    static void make(const int8_t* qs, int64_t nb, uint8_t* out) {
+        const int64_t nu = (nb + U - 1) / U;
+        for (int64_t u = 0; u < nu; ++u) {
+            uint8_t* o = out + u * kUnitBytes;
+            int32_t* corr = reinterpret_cast<int32_t*>(o + kUnitBytes - 64);
+            for (int l = 0; l < 16; ++l) {
+                const int64_t b = u * U + l % U;
+                const int j = l / U;
+                int8_t v[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                if (b < nb) {
+                    std::memcpy(v, qs + b * 32 + 4 * j, 4);
+                    if (U == 4) std::memcpy(v + 4, qs + b * 32 + 16 + 4 * j, 4);
+                }
+                std::memcpy(o + 4 * l, v, 4);
+                if (U == 4) std::memcpy(o + 64 + 4 * l, v + 4, 4);
+                if (T::kZero != 0 && U == 4) {
+                    int s = 0;
+                    for (int t = 0; t < 8; ++t) s += v[t];
+                    corr[l] = -T::kZero * s;
+                }
+            }
+        }
     }
 };
 
-// y[c * ldy + n] = dot(W row n, act row c) for c < C (C <= 4), n < N. Blocks go in groups of 8:
-// the 8 weight scales are gathered once, multiplied by the 8 activation scales of each row
-// (stored to sc[][] and re-read with vbroadcastss) and the s_x terms are one FMA per group.
+// y[c * ldy + n] = dot(W row n, act row c) for c < C (C <= 4), n < N, in the canonical order
+// of qdot_canon.h with 16 lanes as two __m256 (lanes 0-7, 8-15). Blocks go in groups of 16: the
+// weight scales are gathered 8 at a time, multiplied by the activation scales of each row
+// (stored to sc[][] and re-read with broadcast loads), and the m_w s_x terms are one FMA per 8.
 template <class T>
 struct LegacyRows {
+    static constexpr int U = T::kUnit, kAU = ActCopy<T>::kUnitBytes;
+    static constexpr bool kMin = T::kZero == 0;
+
     template <int C>
     static void run(int64_t K, const uint8_t* w, int64_t ws, int64_t N, const uint8_t* const* act,
-                    float* y, int64_t ldy) {
+                    const uint8_t* const* acp, float* y, int64_t ldy) {
         const int64_t nb = K / 32;
-        const int8_t* aq[C];
         const float* ad[C];
         const float* as[C];
         for (int c = 0; c < C; ++c) {
-            aq[c] = q8s_qs(act[c]);
             ad[c] = q8s_d(act[c], K);
             as[c] = q8s_s(act[c], K);
         }
-        const __m256i ones = _mm256_set1_epi16(1);
-        alignas(32) float sc[C][8];
+        alignas(32) float sc[C][16];
         for (int64_t n = 0; n < N; ++n) {
             const uint8_t* wr = w + n * ws;
             prefetch_ahead(wr, ws);
-            // NOTE: one accumulator order for every C, so a row gives bit-identical results in a
-            // matvec (decode) and in a batch (prefill): batch-invariant logits.
-            __m256 acc0[C], acc1[C], accs[C];
-            for (int c = 0; c < C; ++c) acc0[c] = acc1[c] = accs[c] = _mm256_setzero_ps();
-            for (int64_t b0 = 0; b0 < nb; b0 += 8) {
-                const int nblk = nb - b0 < 8 ? (int)(nb - b0) : 8;
+            __m256 acc[C][2][2], accs[C][2];  // [row][even/odd unit][lanes 0-7 / 8-15]
+            for (int c = 0; c < C; ++c)
+                acc[c][0][0] = acc[c][0][1] = acc[c][1][0] = acc[c][1][1] = accs[c][0] =
+                    accs[c][1] = _mm256_setzero_ps();
+            for (int64_t b0 = 0; b0 < nb; b0 += 16) {
+                const int nblk = nb - b0 < 16 ? (int)(nb - b0) : 16;
                 const uint8_t* wb = wr + b0 * T::kBytes;
-                __m256 dw, cw;
-                T::scales(wb, nblk, &dw, &cw);
-                const __m256i lm = lane_mask(nblk);
-                for (int c = 0; c < C; ++c) {
-                    const __m256 dx = nblk == 8 ? _mm256_loadu_ps(ad[c] + b0)
-                                                : _mm256_maskload_ps(ad[c] + b0, lm);
-                    _mm256_store_ps(sc[c], _mm256_mul_ps(dw, dx));
-                    if (!T::kSigned) {
-                        const __m256 sx = nblk == 8 ? _mm256_loadu_ps(as[c] + b0)
-                                                    : _mm256_maskload_ps(as[c] + b0, lm);
-                        accs[c] = _mm256_fmadd_ps(cw, sx, accs[c]);
+                for (int h = 0; h < 2; ++h) {  // blocks b0 + 8h .. b0 + 8h + 7
+                    const int nh = nblk - 8 * h < 8 ? nblk - 8 * h : 8;
+                    if (nh <= 0) {
+                        for (int c = 0; c < C; ++c) _mm256_store_ps(sc[c] + 8, _mm256_setzero_ps());
+                        break;
+                    }
+                    const __m256i hd = head_f16(wb + 8 * h * T::kBytes, T::kBytes, nh);
+                    const __m256 dw = low_f16(hd);
+                    const __m256i lm = lane_mask(nh);
+                    for (int c = 0; c < C; ++c) {
+                        const int64_t o = b0 + 8 * h;
+                        const __m256 dx = nh == 8 ? _mm256_loadu_ps(ad[c] + o)
+                                                  : _mm256_maskload_ps(ad[c] + o, lm);
+                        _mm256_store_ps(sc[c] + 8 * h, _mm256_mul_ps(dw, dx));
+                        if (kMin) {
+                            const __m256 sx = nh == 8 ? _mm256_loadu_ps(as[c] + o)
+                                                      : _mm256_maskload_ps(as[c] + o, lm);
+                            accs[c][h] = _mm256_fmadd_ps(high_f16(hd), sx, accs[c][h]);
+                        }
                     }
                 }
-                int j = 0;
-                for (; j + 2 <= nblk; j += 2) {
-                    block<C>(wb, j, aq, b0, sc, ones, acc0);
-                    block<C>(wb, j + 1, aq, b0, sc, ones, acc0);
+                const uint8_t* ab[C];
+                for (int c = 0; c < C; ++c) ab[c] = acp[c] + (b0 / U) * kAU;
+                const int nu = (nblk + U - 1) / U;
+                for (int k = 0; k < nu; ++k) {
+                    const int nv = nblk - k * U < U ? nblk - k * U : U;
+                    unit<C>(wb, k, nv, ab, sc, acc, k & 1);
                 }
-                if (j < nblk) block<C>(wb, j, aq, b0, sc, ones, acc0);
             }
-            for (int c = 0; c < C; ++c)
-                y[c * ldy + n] = hsum_ps(_mm256_add_ps(accs[c], _mm256_add_ps(acc0[c], acc1[c])));
+            for (int c = 0; c < C; ++c) {
+                __m256 lo = _mm256_add_ps(acc[c][0][0], acc[c][1][0]);
+                __m256 hi = _mm256_add_ps(acc[c][0][1], acc[c][1][1]);
+                if (kMin) {
+                    lo = _mm256_add_ps(lo, accs[c][0]);
+                    hi = _mm256_add_ps(hi, accs[c][1]);
+                }
+                y[c * ldy + n] = hsum_ps(_mm256_add_ps(lo, hi));
+            }
         }
     }
 
-    // Block j of the group at wb against the C activation rows: acc += d_w d_x * dot(u, a).
+    // Unit k of the group at wb (nv blocks present) against the C rows: acc += float(P) * sc.
     template <int C>
-    static inline __attribute__((always_inline)) void block(const uint8_t* wb, int j,
-                                                            const int8_t* const* aq, int64_t b0,
-                                                            const float (*sc)[8], __m256i ones,
-                                                            __m256* acc) {
-        const __m256i q = T::quants(wb + j * T::kBytes);
-        const __m256i qa = T::kSigned ? _mm256_sign_epi8(q, q) : q;
+    static inline __attribute__((always_inline)) void unit(const uint8_t* wb, int k, int nv,
+                                                           const uint8_t* const* ab,
+                                                           const float (*sc)[16],
+                                                           __m256 (*acc)[2][2], int par) {
+        __m256i x[2], y[2];
+        unit_weights<T>(wb + k * U * T::kBytes, nv, x, y);
+        const __m256i ones = _mm256_set1_epi16(1);
+        __m256i xs[2];
+        if (U == 2)
+            for (int h = 0; h < 2; ++h) xs[h] = _mm256_sign_epi8(x[h], x[h]);
         for (int c = 0; c < C; ++c) {
-            __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(aq[c] + (b0 + j) * 32));
-            if (T::kSigned) a = _mm256_sign_epi8(a, q);
-            const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(qa, a), ones);
-            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(&sc[c][j]), acc[c]);
+            const uint8_t* a = ab[c] + k * kAU;
+            __m256 s;
+            if constexpr (U == 4) {
+                s = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(&sc[c][4 * k]));
+            } else {
+                double two;
+                std::memcpy(&two, &sc[c][2 * k], 8);
+                s = _mm256_castpd_ps(_mm256_set1_pd(two));
+            }
+            for (int h = 0; h < 2; ++h) {
+                const __m256i a0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(a + 32 * h));
+                __m256i p;
+                if constexpr (U == 4) {
+                    const __m256i a1 =
+                        _mm256_load_si256(reinterpret_cast<const __m256i*>(a + 64 + 32 * h));
+                    p = _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(x[h], a0),
+                                                           _mm256_maddubs_epi16(y[h], a1)),
+                                          ones);
+                    if (T::kZero)
+                        p = _mm256_add_epi32(p, _mm256_load_si256(reinterpret_cast<const __m256i*>(
+                                                    a + 128 + 32 * h)));
+                } else {  // signed: |w| * sign(a, w), exact (<= 2 * 128 * 127 per pair)
+                    p = _mm256_madd_epi16(
+                        _mm256_maddubs_epi16(xs[h], _mm256_sign_epi8(a0, x[h])), ones);
+                }
+                acc[c][par][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), s, acc[c][par][h]);
+            }
         }
+    }
+
+    using RunFn = void (*)(int64_t, const uint8_t*, int64_t, int64_t, const uint8_t* const*,
+                           const uint8_t* const*, float*, int64_t);
+
+    static void gemm(int64_t K, const uint8_t* w, int64_t ws, int64_t N, const uint8_t* act,
+                     int64_t as, int64_t C, float* y, int64_t ldy) {
+        static const RunFn fns[4] = {run<1>, run<2>, run<3>, run<4>};
+        const int64_t nb = K / 32;
+        const int64_t rowb = (nb + U - 1) / U * kAU;
+        uint8_t* buf = static_cast<uint8_t*>(std::aligned_alloc(64, (size_t)(C * rowb + 64)));
+        if (!buf) throw std::bad_alloc();
+        for (int64_t c = 0; c < C; ++c) ActCopy<T>::make(q8s_qs(act + c * as), nb, buf + c * rowb);
+        for (int64_t c0 = 0; c0 < C; c0 += 4) {
+            const int cn = C - c0 < 4 ? (int)(C - c0) : 4;
+            const uint8_t* ap[4];
+            const uint8_t* cp[4];
+            for (int c = 0; c < cn; ++c) {
+                ap[c] = act + (c0 + c) * as;
+                cp[c] = buf + (c0 + c) * rowb;
+            }
+            fns[cn - 1](K, w, ws, N, ap, cp, y + c0 * ldy, ldy);
+        }
+        std::free(buf);
+    }
+    static float vec_dot(int64_t K, const void* w, const void* act) {
+        float y;
+        gemm(K, static_cast<const uint8_t*>(w), 0, 1, static_cast<const uint8_t*>(act), 0, 1, &y,
+             1);
+        return y;
     }
 };
 
-// ---- float weights: 8 at a time, two accumulators per activation row ----------------------
+// ---- float weights: 16 lanes as two __m256 per (weight row, activation row) ----------------
 
 struct F32W {
     static inline __m256 load8(const uint8_t* w, int64_t k) {
@@ -282,71 +392,85 @@ struct BF16W {
 
 template <class T>
 struct FloatRows {
+    template <int R, int C>
+    static inline __attribute__((always_inline)) void block(int64_t K, const uint8_t* w,
+                                                            int64_t ws, const float* const* x,
+                                                            float* y, int64_t ldy) {
+        __m256 acc[R][C][2];
+        for (int r = 0; r < R; ++r)
+            for (int c = 0; c < C; ++c) acc[r][c][0] = acc[r][c][1] = _mm256_setzero_ps();
+        int64_t k = 0;
+        for (; k + 16 <= K; k += 16) {
+            __m256 w0[R], w1[R];
+            for (int r = 0; r < R; ++r) {
+                w0[r] = T::load8(w + r * ws, k);
+                w1[r] = T::load8(w + r * ws, k + 8);
+            }
+            for (int c = 0; c < C; ++c) {
+                const __m256 x0 = _mm256_loadu_ps(x[c] + k), x1 = _mm256_loadu_ps(x[c] + k + 8);
+                for (int r = 0; r < R; ++r) {
+                    acc[r][c][0] = _mm256_fmadd_ps(w0[r], x0, acc[r][c][0]);
+                    acc[r][c][1] = _mm256_fmadd_ps(w1[r], x1, acc[r][c][1]);
+                }
+            }
+        }
+        if (k < K) {  // tail: zero-padded copies of the last < 16 values
+            alignas(32) float wt[R][16], xt[C][16];
+            for (int l = 0; l < 16; ++l) {
+                for (int r = 0; r < R; ++r) wt[r][l] = k + l < K ? T::one(w + r * ws, k + l) : 0.0f;
+                for (int c = 0; c < C; ++c) xt[c][l] = k + l < K ? x[c][k + l] : 0.0f;
+            }
+            for (int r = 0; r < R; ++r)
+                for (int c = 0; c < C; ++c)
+                    for (int h = 0; h < 2; ++h)
+                        acc[r][c][h] = _mm256_fmadd_ps(_mm256_load_ps(wt[r] + 8 * h),
+                                                       _mm256_load_ps(xt[c] + 8 * h), acc[r][c][h]);
+        }
+        for (int r = 0; r < R; ++r)
+            for (int c = 0; c < C; ++c)
+                y[c * ldy + r] = hsum_ps(_mm256_add_ps(acc[r][c][0], acc[r][c][1]));
+    }
+
     template <int C>
     static void run(int64_t K, const uint8_t* w, int64_t ws, int64_t N, const uint8_t* const* act,
                     float* y, int64_t ldy) {
+        constexpr int R = C == 1 ? 4 : C == 2 ? 2 : 1;  // <= 8 accumulator pairs
         const float* x[C];
         for (int c = 0; c < C; ++c) x[c] = reinterpret_cast<const float*>(act[c]);
-        for (int64_t n = 0; n < N; ++n) {
-            const uint8_t* wr = w + n * ws;
-            prefetch_ahead(wr, ws);
-            __m256 acc0[C], acc1[C];
-            for (int c = 0; c < C; ++c) acc0[c] = acc1[c] = _mm256_setzero_ps();
-            int64_t k = 0;
-            for (; k + 16 <= K; k += 16) {
-                const __m256 w0 = T::load8(wr, k), w1 = T::load8(wr, k + 8);
-                for (int c = 0; c < C; ++c) {
-                    acc0[c] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[c] + k), acc0[c]);
-                    acc1[c] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x[c] + k + 8), acc1[c]);
-                }
-            }
-            for (; k + 8 <= K; k += 8) {
-                const __m256 w0 = T::load8(wr, k);
-                for (int c = 0; c < C; ++c)
-                    acc0[c] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[c] + k), acc0[c]);
-            }
-            for (int c = 0; c < C; ++c) {
-                float s = hsum_ps(_mm256_add_ps(acc0[c], acc1[c]));
-                for (int64_t t = k; t < K; ++t) s += T::one(wr, t) * x[c][t];
-                y[c * ldy + n] = s;
-            }
+        int64_t n = 0;
+        for (; n + R <= N; n += R) {
+            for (int r = 0; r < R; ++r) prefetch_ahead(w + (n + r) * ws, ws);
+            block<R, C>(K, w + n * ws, ws, x, y + n, ldy);
+        }
+        for (; n < N; ++n) {
+            prefetch_ahead(w + n * ws, ws);
+            block<1, C>(K, w + n * ws, ws, x, y + n, ldy);
         }
     }
-};
 
-// ---- gemm over groups of up to 4 activation rows -------------------------------------------
+    using RowsFn = void (*)(int64_t, const uint8_t*, int64_t, int64_t, const uint8_t* const*,
+                            float*, int64_t);
 
-using RowsFn = void (*)(int64_t, const uint8_t*, int64_t, int64_t, const uint8_t* const*, float*,
-                        int64_t);
-
-static void gemm_groups(const RowsFn* fns, int64_t K, const uint8_t* w, int64_t ws, int64_t N,
-                        const uint8_t* act, int64_t as, int64_t C, float* y, int64_t ldy) {
-    for (int64_t c0 = 0; c0 < C; c0 += 4) {
-        const int cn = C - c0 < 4 ? (int)(C - c0) : 4;
-        const uint8_t* ap[4];
-        for (int c = 0; c < cn; ++c) ap[c] = act + (c0 + c) * as;
-        fns[cn - 1](K, w, ws, N, ap, y + c0 * ldy, ldy);
-    }
-}
-
-// R::run<C> for C = 1..4 -> the vec_dot / gemm pair of qdot.h.
-template <class R>
-struct Kern {
     static void gemm(int64_t K, const uint8_t* w, int64_t ws, int64_t N, const uint8_t* act,
                      int64_t as, int64_t C, float* y, int64_t ldy) {
-        static const RowsFn fns[4] = {R::template run<1>, R::template run<2>, R::template run<3>,
-                                      R::template run<4>};
-        gemm_groups(fns, K, w, ws, N, act, as, C, y, ldy);
+        static const RowsFn fns[4] = {run<1>, run<2>, run<3>, run<4>};
+        for (int64_t c0 = 0; c0 < C; c0 += 4) {
+            const int cn = C - c0 < 4 ? (int)(C - c0) : 4;
+            const uint8_t* ap[4];
+            for (int c = 0; c < cn; ++c) ap[c] = act + (c0 + c) * as;
+            fns[cn - 1](K, w, ws, N, ap, y + c0 * ldy, ldy);
+        }
     }
     static float vec_dot(int64_t K, const void* w, const void* act) {
         const uint8_t* ap[1] = {static_cast<const uint8_t*>(act)};
         float y;
-        R::template run<1>(K, static_cast<const uint8_t*>(w), 0, 1, ap, &y, 1);
+        run<1>(K, static_cast<const uint8_t*>(w), 0, 1, ap, &y, 1);
         return y;
     }
 };
+
 template <class R>
-const QDotKernels kTable = {Kern<R>::vec_dot, Kern<R>::gemm};
+const QDotKernels kTable = {R::vec_dot, R::gemm};
 
 }  // namespace
 

@@ -1,23 +1,31 @@
 // AVX-512 (F, BW, VL, DQ, VNNI) quantized dot products, part 1: legacy blocks (Q4_0 .. Q8_0)
 // and float weights. K-quants: qdot_kquant_avx512.cpp. Contract and layouts: qdot.h.
 //
-// Legacy blocks x Q8S activations, two 32-weight blocks per 512-bit register:
-//   the weights become unsigned bytes u (Q4: 0..15, Q5: 0..31, Q8_0: w + 128) and one
-//   vpdpbusd(u, a) gives 16 int32 partial sums (lanes 0-7: first block, 8-15: second);
-//   the zero point / min enters per block as c_w * s_x with s_x = d_x * sum(a) (qdot.h), where
-//   c_w = -8 d_w (Q4_0), -16 d_w (Q5_0), -128 d_w (Q8_0, from the +128 shift) or m_w (Q4_1, Q5_1).
-// The fp16 block scales are gathered 16 blocks at a time (one vpgatherdd + vpmovdw + vcvtph2ps)
-// and multiplied by the 16 activation scales once per activation row, so the per-pair cost per
-// activation row is vpdpbusd, vcvtdq2ps, a masked vbroadcastss and vfmadd.
+// Evaluation order: qdot_canon.h (bit-identical to the scalar and AVX2 kernels).
+// Legacy blocks x Q8S activations, one unit of 4 blocks (Q4/Q5) or 2 blocks (Q8_0) per 512-bit
+// register: one vpermt2w puts the unit's qs in canonical lane order (lane 4j+i: dword j of block
+// i), the nibbles become unsigned bytes (low / high: two chained vpdpbusd), and the activation
+// row is copied once per call into the same order, with the zero point folded into the int32
+// start values. Per unit and activation row: 1-2 vpdpbusd, vcvtdq2ps, one vfmadd whose scales
+// [sc0 sc1 sc2 sc3] x4 come from one broadcast load. The fp16 block scales are gathered 16
+// blocks at a time (vpgatherdd + vpmovdw + vcvtph2ps) and multiplied by the 16 activation
+// scales once per activation row. Matvec (C = 1): 4 weight rows per pass share the activation
+// loads and one combined reduction tree (tree16x4), each row with its own float operations.
+// Q4_1/Q5_1 (dword-aligned qs) and Q8_0 (two 256-bit loads) gather a unit with vpermt2d.
+// Float weights: R weight rows x C activation rows per pass (each F16/BF16 vector converted
+// once), one 16-lane accumulator per pair.
 // NOTE: GCC 12 reports its own _mm512_undefined_* idiom (inside casts/broadcasts) as
 // maybe-uninitialized; the lanes are always overwritten.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <new>
 
 #include "quant/qdot.h"
+#include "quant/qdot_canon.h"
 
 namespace pylm {
 namespace avx512 {
@@ -33,43 +41,40 @@ static inline void prefetch_ahead(const uint8_t* row, int64_t ws) {
         _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
 }
 
-static inline __m512i ld512(const void* p) {
-    return _mm512_loadu_si512(p);
-}
-
-static inline __m512i bcast128x2(const uint8_t* p0, const uint8_t* p1) {  // [p0, p0, p1, p1]
-    const __m256i a =
-        _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p0)));
-    const __m256i b =
-        _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p1)));
-    return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
-}
-
-// Two Q4 blocks' 16-byte qs -> 64 values (each block: low nibbles, then high nibbles).
-static inline __m512i nibbles2(const uint8_t* qs0, const uint8_t* qs1) {
-    const __m512i sh = _mm512_setr_epi64(0, 0, 4, 4, 0, 0, 4, 4);
-    return _mm512_and_si512(_mm512_srlv_epi64(bcast128x2(qs0, qs1), sh), _mm512_set1_epi8(0x0F));
-}
-static inline __m256i nibbles1(const uint8_t* qs) {
-    const __m256i v =
-        _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
-    return _mm256_and_si256(_mm256_srlv_epi64(v, _mm256_setr_epi64x(0, 0, 4, 4)),
-                            _mm256_set1_epi8(0x0F));
-}
-
 static inline uint32_t rd32(const uint8_t* p) {
     uint32_t v;
     std::memcpy(&v, p, 4);
     return v;
 }
 
-// Adds 16 to the bytes whose bit is set in the block's 32-bit qh (Q5 high bit).
-static inline __m512i add_hbits2(__m512i q, const uint8_t* qh0, const uint8_t* qh1) {
-    const __mmask64 k = _cvtu64_mask64((uint64_t)rd32(qh0) | ((uint64_t)rd32(qh1) << 32));
-    return _mm512_mask_add_epi8(q, k, q, _mm512_set1_epi8(16));
+static inline __mmask64 bytes_mask(int n) {  // the first n bytes (0 <= n)
+    return n >= 64 ? ~(__mmask64)0 : _cvtu64_mask64((1ULL << n) - 1);
 }
-static inline __m256i add_hbits1(__m256i q, const uint8_t* qh) {
-    return _mm256_mask_add_epi8(q, _cvtu32_mask32(rd32(qh)), q, _mm256_set1_epi8(16));
+
+// The canonical 16-lane reduction tree (qdot_canon.h).
+static inline float tree16(__m512 v) {
+    const __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+    __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    b = _mm_add_ps(b, _mm_movehl_ps(b, b));
+    b = _mm_add_ss(b, _mm_movehdup_ps(b));
+    return _mm_cvtss_f32(b);
+}
+
+// tree16 of four rows at once, y[0..3] = tree16(t0) .. tree16(t3): the same float additions,
+// two rows' halves (then four rows' quarters) side by side in one register.
+static inline void tree16x4(__m512 t0, __m512 t1, __m512 t2, __m512 t3, float* y) {
+    // v[i] += v[i+8]: [r0 0-7 | r1 0-7], [r2 0-7 | r3 0-7]
+    const __m512 a = _mm512_add_ps(_mm512_shuffle_f32x4(t0, t1, 0x44),
+                                   _mm512_shuffle_f32x4(t0, t1, 0xEE));
+    const __m512 b = _mm512_add_ps(_mm512_shuffle_f32x4(t2, t3, 0x44),
+                                   _mm512_shuffle_f32x4(t2, t3, 0xEE));
+    // v[i] += v[i+4]: [r0 0-3 | r1 0-3 | r2 0-3 | r3 0-3]
+    const __m512 c = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x88),
+                                   _mm512_shuffle_f32x4(a, b, 0xDD));
+    // v[i] += v[i+2], then v[0] += v[1], within each 128-bit lane
+    const __m512 d = _mm512_add_ps(c, _mm512_permute_ps(c, 0x4E));
+    const __m512 e = _mm512_add_ps(d, _mm512_movehdup_ps(d));
+    _mm512_mask_compressstoreu_ps(y, (__mmask16)0x1111, e);
 }
 
 // The dwords at the start of n <= 16 blocks (stride ts): fp16 d in the low half, and for
@@ -89,192 +94,376 @@ static inline __m512 high_f16(__m512i v) {
     return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(v, 16)));
 }
 
+// Weight types: kUnit blocks per 512-bit unit (qdot_canon.h), qs at byte kQs of a block, the
+// 32-bit qh (Q5) at kQh (-1: none), kZero the zero point folded into the integer sums (0: the
+// type has a float min m instead, fp16 in the high half of the block's first dword).
 struct Q4_0 {
-    static constexpr int kBytes = sizeof(block_q4_0);
-    static inline __m512i pair(const uint8_t* b) { return nibbles2(b + 2, b + kBytes + 2); }
-    static inline __m256i one(const uint8_t* b) { return nibbles1(b + 2); }
-    static inline void scales(const uint8_t* b, int n, __m512* d, __m512* c) {
-        *d = low_f16(head_dwords(b, kBytes, n));
-        *c = _mm512_mul_ps(*d, _mm512_set1_ps(-8.0f));
-    }
+    static constexpr int kBytes = sizeof(block_q4_0), kUnit = 4, kQs = 2, kQh = -1, kZero = 8;
 };
 struct Q4_1 {
-    static constexpr int kBytes = sizeof(block_q4_1);
-    static inline __m512i pair(const uint8_t* b) { return nibbles2(b + 4, b + kBytes + 4); }
-    static inline __m256i one(const uint8_t* b) { return nibbles1(b + 4); }
-    static inline void scales(const uint8_t* b, int n, __m512* d, __m512* c) {
-        const __m512i v = head_dwords(b, kBytes, n);
-        *d = low_f16(v);
-        *c = high_f16(v);
-    }
+    static constexpr int kBytes = sizeof(block_q4_1), kUnit = 4, kQs = 4, kQh = -1, kZero = 0;
 };
 struct Q5_0 {
-    static constexpr int kBytes = sizeof(block_q5_0);
-    static inline __m512i pair(const uint8_t* b) {
-        return add_hbits2(nibbles2(b + 6, b + kBytes + 6), b + 2, b + kBytes + 2);
-    }
-    static inline __m256i one(const uint8_t* b) { return add_hbits1(nibbles1(b + 6), b + 2); }
-    static inline void scales(const uint8_t* b, int n, __m512* d, __m512* c) {
-        *d = low_f16(head_dwords(b, kBytes, n));
-        *c = _mm512_mul_ps(*d, _mm512_set1_ps(-16.0f));
-    }
+    static constexpr int kBytes = sizeof(block_q5_0), kUnit = 4, kQs = 6, kQh = 2, kZero = 16;
 };
 struct Q5_1 {
-    static constexpr int kBytes = sizeof(block_q5_1);
-    static inline __m512i pair(const uint8_t* b) {
-        return add_hbits2(nibbles2(b + 8, b + kBytes + 8), b + 4, b + kBytes + 4);
-    }
-    static inline __m256i one(const uint8_t* b) { return add_hbits1(nibbles1(b + 8), b + 4); }
-    static inline void scales(const uint8_t* b, int n, __m512* d, __m512* c) {
-        const __m512i v = head_dwords(b, kBytes, n);
-        *d = low_f16(v);
-        *c = high_f16(v);
-    }
+    static constexpr int kBytes = sizeof(block_q5_1), kUnit = 4, kQs = 8, kQh = 4, kZero = 0;
 };
-struct Q8_0 {  // signed weights shifted to unsigned: u = w + 128, zero point -128
-    static constexpr int kBytes = sizeof(block_q8_0);
-    static inline __m512i pair(const uint8_t* b) {
-        const __m512i v = _mm512_inserti64x4(
-            _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 2))),
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + kBytes + 2)), 1);
-        return _mm512_xor_si512(v, _mm512_set1_epi8((char)0x80));
+struct Q8_0 {
+    static constexpr int kBytes = sizeof(block_q8_0), kUnit = 2, kQs = 2, kQh = -1, kZero = 128;
+};
+
+// Word indices that gather a unit's qs into canonical lane order: output dword l = dword l / U
+// of block l % U (the unit's bytes: two registers, 0..63 and 64..127).
+template <class T>
+struct UnitShape {  // Q4_1 / Q5_1 qs are dword aligned: one vpermt2d instead of vpermt2w
+    static constexpr bool kDword = T::kBytes % 4 == 0 && T::kQs % 4 == 0;
+};
+template <class T>
+static inline __m512i unit_index() {
+    alignas(64) uint16_t ix[32];
+    alignas(64) uint32_t id[16];
+    for (int l = 0; l < 16; ++l) {
+        const int byte = (l % T::kUnit) * T::kBytes + T::kQs + 4 * (l / T::kUnit);
+        ix[2 * l] = (uint16_t)(byte / 2);
+        ix[2 * l + 1] = (uint16_t)(byte / 2 + 1);
+        id[l] = (uint32_t)(byte / 4);
     }
-    static inline __m256i one(const uint8_t* b) {
-        return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 2)),
-                                _mm256_set1_epi8((char)0x80));
+    if (T::kUnit == 2)  // Q8_0: dword 2j+i <- dword j of block i's qs (two 256-bit loads)
+        return _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    if (UnitShape<T>::kDword) return _mm512_load_si512(id);
+    return _mm512_load_si512(ix);
+}
+
+// The unsigned weight bytes of a unit of nv <= U blocks at p, in canonical lane order:
+// U = 4: w0 = low nibbles (+16 for Q5 high bits), w1 = high nibbles; U = 2: w0 = q + 128.
+template <class T>
+static inline __attribute__((always_inline)) void unit_weights(const uint8_t* p, int nv,
+                                                               __m512i idx, __m512i* w0,
+                                                               __m512i* w1) {
+    if constexpr (T::kUnit == 2) {
+        const __m512i b0 = _mm512_castsi256_si512(
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + T::kQs)));
+        const __m512i b1 = _mm512_castsi256_si512(
+            nv > 1 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + T::kBytes + T::kQs))
+                   : _mm256_setzero_si256());
+        *w0 = _mm512_xor_si512(_mm512_permutex2var_epi32(b0, idx, b1),
+                               _mm512_set1_epi8((char)0x80));
+    } else {
+        const int bytes = nv * T::kBytes;
+        const __m512i a =
+            bytes >= 64 ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(bytes_mask(bytes), p);
+        const __m512i b = bytes > 64 ? _mm512_maskz_loadu_epi8(bytes_mask(bytes - 64), p + 64)
+                                     : _mm512_setzero_si512();
+        const __m512i q = UnitShape<T>::kDword ? _mm512_permutex2var_epi32(a, idx, b)
+                                               : _mm512_permutex2var_epi16(a, idx, b);
+        const __m512i m = _mm512_set1_epi8(0x0F);
+        __m512i lo = _mm512_and_si512(q, m), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m);
+        if constexpr (T::kQh >= 0) {  // bit e of block i's qh -> byte 16 (e%16)/4*4 + 4i + e%4
+            uint64_t ml = 0, mh = 0;
+            for (int i = 0; i < nv; ++i) {
+                const uint32_t h = rd32(p + i * T::kBytes + T::kQh);
+                const uint64_t dep = 0x000F000F000F000FULL << (4 * i);
+                ml |= _pdep_u64(h & 0xFFFF, dep);
+                mh |= _pdep_u64(h >> 16, dep);
+            }
+            const __m512i s = _mm512_set1_epi8(16);
+            lo = _mm512_mask_add_epi8(lo, _cvtu64_mask64(ml), lo, s);
+            hi = _mm512_mask_add_epi8(hi, _cvtu64_mask64(mh), hi, s);
+        }
+        *w0 = lo;
+        *w1 = hi;
     }
-    static inline void scales(const uint8_t* b, int n, __m512* d, __m512* c) {
-        *d = low_f16(head_dwords(b, kBytes, n));
-        *c = _mm512_mul_ps(*d, _mm512_set1_ps(-128.0f));
+}
+
+// Per-call copy of a Q8S row in canonical lane order, per unit: the activation bytes facing w0
+// (and w1), then for kZero types the int32 start values -kZero * sum(a over the lane)
+// (U = 2: minus 128 times the lane's sum undoes the +128 of w0), so the vpdpbusd sums are the
+// exact P of qdot_canon.h.
+template <class T>
+struct ActCopy {
+    static constexpr int kUnitBytes = (T::kUnit == 4 ? 128 : 64) + (T::kZero ? 64 : 0);
+    static void make(const int8_t* qs, int64_t nb, uint8_t* out) {
+        const int64_t nu = (nb + T::kUnit - 1) / T::kUnit;
+        const __m512i ones = _mm512_set1_epi8(1);
+        for (int64_t u = 0; u < nu; ++u) {
+            const int nv = nb - u * T::kUnit < T::kUnit ? (int)(nb - u * T::kUnit) : T::kUnit;
+            const int8_t* src = qs + u * T::kUnit * 32;
+            uint8_t* o = out + u * kUnitBytes;
+            const int bytes = nv * 32;
+            const __m512i z0 = bytes >= 64 ? _mm512_loadu_si512(src)
+                                           : _mm512_maskz_loadu_epi8(bytes_mask(bytes), src);
+            __m512i sum;
+            if constexpr (T::kUnit == 4) {
+                const __m512i z1 = bytes > 64
+                                       ? _mm512_maskz_loadu_epi8(bytes_mask(bytes - 64), src + 64)
+                                       : _mm512_setzero_si512();
+                // lane 4j+i <- dword j (lo) / 4+j (hi) of block i = source dword 8i + j (+4)
+                const __m512i il =
+                    _mm512_setr_epi32(0, 8, 16, 24, 1, 9, 17, 25, 2, 10, 18, 26, 3, 11, 19, 27);
+                const __m512i lo = _mm512_permutex2var_epi32(z0, il, z1);
+                const __m512i hi =
+                    _mm512_permutex2var_epi32(z0, _mm512_add_epi32(il, _mm512_set1_epi32(4)), z1);
+                _mm512_store_si512(o, lo);
+                _mm512_store_si512(o + 64, hi);
+                sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, lo),
+                                          ones, hi);
+            } else {
+                // lane 2j+i <- dword j of block i = source dword 8i + j
+                const __m512i il =
+                    _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+                const __m512i v = _mm512_permutexvar_epi32(il, z0);
+                _mm512_store_si512(o, v);
+                sum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, v);
+            }
+            if constexpr (T::kZero != 0)
+                _mm512_store_si512(o + kUnitBytes - 64,
+                                   _mm512_mullo_epi32(sum, _mm512_set1_epi32(-T::kZero)));
+        }
     }
 };
 
-// y[c * ldy + n] = dot(W row n, act row c) for c < C (C <= 8), n < N.
+// y[c * ldy + n] = dot(W row n, act row c) for c < C (C <= 8), n < N, in the canonical order.
 // The fp16 scales of many rows are converted first, 16 blocks per gather across row boundaries
-// (the rows of a chunk are contiguous), into dbuf / cbuf. Blocks then go in groups of 16: one
-// multiply by the activation scales per row (kept in sc[][], re-read by the pair step with a
-// masked vbroadcastss) and one FMA for the s_x terms.
+// (the rows of a chunk are contiguous), into dbuf / mbuf. Blocks then go in groups of 16: one
+// multiply by the activation scales per row (kept in sc[][], re-read by the unit step with a
+// broadcast load) and, for Q4_1/Q5_1, one FMA for the m_w s_x terms.
 template <class T>
 struct LegacyRows {
-    // Blocks whose scales are converted at once: 9-17 KiB of weights, which the pair loop then
+    static constexpr int U = T::kUnit, kAU = ActCopy<T>::kUnitBytes;
+    static constexpr bool kMin = T::kZero == 0;
+    // Blocks whose scales are converted at once: 9-17 KiB of weights, which the unit loop then
     // reads again from L1/L2.
     static constexpr int64_t kBuf = 512;
 
-    // d_w and c_w of `count` consecutive blocks at p. This pass is the first to touch the
+    // d_w and m_w of `count` consecutive blocks at p. This pass is the first to touch the
     // weights, so it prefetches 8 KiB ahead (the gathers alone would wait on DRAM each time).
-    static void convert(const uint8_t* p, int64_t count, float* d, float* c) {
+    static void convert(const uint8_t* p, int64_t count, float* d, float* m) {
         for (int64_t i = 0; i < count; i += 16) {
             const int n = count - i < 16 ? (int)(count - i) : 16;
             const uint8_t* ahead = p + i * T::kBytes + 8192;
             for (int off = 0; off < 16 * T::kBytes; off += 64)
                 _mm_prefetch(reinterpret_cast<const char*>(ahead + off), _MM_HINT_T0);
-            __m512 dv, cv;
-            T::scales(p + i * T::kBytes, n, &dv, &cv);
+            const __m512i h = head_dwords(p + i * T::kBytes, T::kBytes, n);
             const __mmask16 km = (__mmask16)((1u << n) - 1);
-            _mm512_mask_storeu_ps(d + i, km, dv);
-            _mm512_mask_storeu_ps(c + i, km, cv);
+            _mm512_mask_storeu_ps(d + i, km, low_f16(h));
+            if (kMin) _mm512_mask_storeu_ps(m + i, km, high_f16(h));
         }
     }
 
+    // act: the C Q8S rows (scales); acp: their canonical copies (ActCopy).
     template <int C>
     static void run(int64_t K, const uint8_t* w, int64_t ws, int64_t N, const uint8_t* const* act,
-                    float* y, int64_t ldy) {
+                    const uint8_t* const* acp, float* y, int64_t ldy) {
         const int64_t nb = K / 32;
-        const int8_t* aq[C];
         const float* ad[C];
         const float* as[C];
         for (int c = 0; c < C; ++c) {
-            aq[c] = q8s_qs(act[c]);
             ad[c] = q8s_d(act[c], K);
             as[c] = q8s_s(act[c], K);
         }
-        alignas(64) float dbuf[kBuf], cbuf[kBuf];
+        const __m512i idx = unit_index<T>();
+        alignas(64) float dbuf[kBuf], mbuf[kBuf];
         const bool flat = ws == nb * T::kBytes && nb <= kBuf;
         const int64_t rows = flat ? kBuf / nb : 1;
         for (int64_t n0 = 0; n0 < N; n0 += rows) {
             const int64_t nr = N - n0 < rows ? N - n0 : rows;
-            if (flat) convert(w + n0 * ws, nr * nb, dbuf, cbuf);
-            for (int64_t r = 0; r < nr; ++r) {
+            if (flat) convert(w + n0 * ws, nr * nb, dbuf, mbuf);
+            int64_t r = 0;
+            if (C == 1 && flat)
+                for (; r + 4 <= nr; r += 4)
+                    rows4(w + (n0 + r) * ws, ws, nb, dbuf + r * nb, mbuf + r * nb, idx, ad[0],
+                          as[0], acp[0], y + n0 + r);
+            for (; r < nr; ++r) {
                 const uint8_t* wr = w + (n0 + r) * ws;
                 if (!flat) prefetch_ahead(wr, ws);
-                // NOTE: one accumulator order for every C, so a row gives bit-identical results
-                // in a matvec (decode) and in a batch (prefill): batch-invariant logits.
                 __m512 acc0[C], acc1[C], accs[C];
                 for (int c = 0; c < C; ++c) acc0[c] = acc1[c] = accs[c] = _mm512_setzero_ps();
                 for (int64_t s0 = 0; s0 < nb; s0 += kBuf) {  // one segment unless K > 32 * kBuf
                     const int64_t sn = nb - s0 < kBuf ? nb - s0 : kBuf;
-                    if (!flat) convert(wr + s0 * T::kBytes, sn, dbuf, cbuf);
+                    if (!flat) convert(wr + s0 * T::kBytes, sn, dbuf, mbuf);
                     const int64_t off = flat ? r * nb : 0;
-                    segment<C>(wr, s0, sn, dbuf + off, cbuf + off, aq, ad, as, acc0, acc1, accs);
+                    segment<C>(wr, s0, sn, dbuf + off, mbuf + off, idx, ad, as, acp, acc0, acc1,
+                               accs);
                 }
-                for (int c = 0; c < C; ++c)
-                    y[c * ldy + n0 + r] = _mm512_reduce_add_ps(
-                        _mm512_add_ps(accs[c], _mm512_add_ps(acc0[c], acc1[c])));
+                for (int c = 0; c < C; ++c) {
+                    __m512 t = _mm512_add_ps(acc0[c], acc1[c]);
+                    if (kMin) t = _mm512_add_ps(t, accs[c]);
+                    y[c * ldy + n0 + r] = tree16(t);
+                }
             }
         }
     }
 
-    // Blocks s0 .. s0+sn of row wr, whose weight scales are dw[0..sn), cw[0..sn).
+    // Matvec (one activation row): weight rows wr .. wr+3 (stride ws, nb blocks, scales dw / mw
+    // at stride nb) at once, sharing the activation loads and the final reduction; each row's
+    // float operations are those of run<1> (qdot_canon.h).
+    static inline void rows4(const uint8_t* wr, int64_t ws, int64_t nb, const float* dw,
+                             const float* mw, __m512i idx, const float* ad, const float* as,
+                             const uint8_t* acp, float* y) {
+        constexpr int R = 4;
+        __m512 acc0[R], acc1[R], accs[R];
+        for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = accs[r] = _mm512_setzero_ps();
+        alignas(64) float sc[R][16];
+        for (int64_t b0 = 0; b0 < nb; b0 += 16) {
+            const int nblk = nb - b0 < 16 ? (int)(nb - b0) : 16;
+            const __mmask16 km = (__mmask16)((1u << nblk) - 1);
+            const __m512 dx = _mm512_maskz_loadu_ps(km, ad + b0);
+            for (int r = 0; r < R; ++r)
+                _mm512_store_ps(sc[r],
+                                _mm512_mul_ps(_mm512_maskz_loadu_ps(km, dw + r * nb + b0), dx));
+            if (kMin) {
+                const __m512 sx = _mm512_maskz_loadu_ps(km, as + b0);
+                for (int r = 0; r < R; ++r)
+                    accs[r] =
+                        _mm512_fmadd_ps(_mm512_maskz_loadu_ps(km, mw + r * nb + b0), sx, accs[r]);
+            }
+            __asm__ volatile("" : : "r"(&sc[0][0]) : "memory");
+            const uint8_t* wb = wr + b0 * T::kBytes;
+            const uint8_t* ab = acp + (b0 / U) * kAU;
+            const int nfull = nblk / U;
+            int k = 0;
+            for (; k + 2 <= nfull; k += 2) {
+                unitR<R>(wb, ws, k, U, idx, ab, sc, acc0);
+                unitR<R>(wb, ws, k + 1, U, idx, ab, sc, acc1);
+            }
+            if (k < nfull) {
+                unitR<R>(wb, ws, k, U, idx, ab, sc, acc0);
+                ++k;
+            }
+            if (nblk % U) unitR<R>(wb, ws, k, nblk % U, idx, ab, sc, (k & 1) ? acc1 : acc0);
+        }
+        __m512 t[R];
+        for (int r = 0; r < R; ++r) {
+            t[r] = _mm512_add_ps(acc0[r], acc1[r]);
+            if (kMin) t[r] = _mm512_add_ps(t[r], accs[r]);
+        }
+        tree16x4(t[0], t[1], t[2], t[3], y);
+    }
+
+    // Unit k of rows wb + r * ws (r < R) against one activation row.
+    template <int R>
+    static inline __attribute__((always_inline)) void unitR(const uint8_t* wb, int64_t ws, int k,
+                                                            int nv, __m512i idx,
+                                                            const uint8_t* ab,
+                                                            const float (*sc)[16], __m512* acc) {
+        const uint8_t* a = ab + k * kAU;
+        const __m512i a0 = _mm512_load_si512(a);
+        const __m512i a1 = U == 4 ? _mm512_load_si512(a + 64) : _mm512_setzero_si512();
+        const __m512i p0 = kMin ? _mm512_setzero_si512() : _mm512_load_si512(a + kAU - 64);
+        for (int r = 0; r < R; ++r) {
+            __m512i w0, w1 = _mm512_setzero_si512();
+            unit_weights<T>(wb + r * ws + k * U * T::kBytes, nv, idx, &w0, &w1);
+            __m512i p = _mm512_dpbusd_epi32(p0, w0, a0);
+            __m512 s;
+            if constexpr (U == 4) {
+                p = _mm512_dpbusd_epi32(p, w1, a1);
+                s = _mm512_broadcast_f32x4(_mm_load_ps(&sc[r][4 * k]));
+            } else {
+                double two;
+                std::memcpy(&two, &sc[r][2 * k], 8);
+                s = _mm512_castpd_ps(_mm512_set1_pd(two));
+            }
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), s, acc[r]);
+        }
+    }
+
+    // Blocks s0 .. s0+sn (s0 % 16 == 0) of row wr, whose weight scales are dw[0..sn), mw[0..sn).
     template <int C>
     static inline __attribute__((always_inline)) void segment(
-        const uint8_t* wr, int64_t s0, int64_t sn, const float* dw, const float* cw,
-        const int8_t* const* aq, const float* const* ad, const float* const* as, __m512* acc0,
+        const uint8_t* wr, int64_t s0, int64_t sn, const float* dw, const float* mw, __m512i idx,
+        const float* const* ad, const float* const* as, const uint8_t* const* acp, __m512* acc0,
         __m512* acc1, __m512* accs) {
         alignas(64) float sc[C][16];
         for (int64_t g = 0; g < sn; g += 16) {
             const int64_t b0 = s0 + g;
             const int nblk = sn - g < 16 ? (int)(sn - g) : 16;
             const __mmask16 km = (__mmask16)((1u << nblk) - 1);
-            const __m512 d = _mm512_maskz_loadu_ps(km, dw + g),
-                         cf = _mm512_maskz_loadu_ps(km, cw + g);
-            for (int c = 0; c < C; ++c) {
+            const __m512 d = _mm512_maskz_loadu_ps(km, dw + g);
+            for (int c = 0; c < C; ++c)
                 _mm512_store_ps(sc[c], _mm512_mul_ps(d, _mm512_maskz_loadu_ps(km, ad[c] + b0)));
-                accs[c] = _mm512_fmadd_ps(cf, _mm512_maskz_loadu_ps(km, as[c] + b0), accs[c]);
+            if (kMin) {
+                const __m512 m = _mm512_maskz_loadu_ps(km, mw + g);
+                for (int c = 0; c < C; ++c)
+                    accs[c] = _mm512_fmadd_ps(m, _mm512_maskz_loadu_ps(km, as[c] + b0), accs[c]);
             }
             // NOTE: keeps GCC from forwarding sc[][] through registers: it would expand each
-            // pair's scales with 4-5 shuffles (port 5) instead of one masked broadcast load.
+            // unit's scales with shuffles (port 5) instead of one broadcast load.
             __asm__ volatile("" : : "r"(&sc[0][0]) : "memory");
             const uint8_t* wb = wr + b0 * T::kBytes;
-            const int8_t* ab[C];
-            for (int c = 0; c < C; ++c) ab[c] = aq[c] + b0 * 32;
-            const int npair = nblk / 2;
-            int j = 0;
-            for (; j + 2 <= npair; j += 2) {
-                pair<C>(wb, j, ab, sc, acc0);
-                pair<C>(wb, j + 1, ab, sc, acc0);
+            const uint8_t* ab[C];
+            for (int c = 0; c < C; ++c) ab[c] = acp[c] + (b0 / U) * kAU;
+            const int nfull = nblk / U;  // even unless this is the row's last group
+            int k = 0;
+            for (; k + 2 <= nfull; k += 2) {
+                unit<C>(wb, k, U, idx, ab, sc, acc0);
+                unit<C>(wb, k + 1, U, idx, ab, sc, acc1);
             }
-            if (j < npair) pair<C>(wb, j, ab, sc, acc0);
-            if (nblk & 1) {  // last block alone: 256-bit VNNI, upper lanes zero
-                const int k = nblk - 1;
-                const __m256i q = T::one(wb + k * T::kBytes);
-                for (int c = 0; c < C; ++c) {
-                    const __m256i a =
-                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab[c] + k * 32));
-                    const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, a);
-                    acc0[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_zextsi256_si512(p)),
-                                              _mm512_set1_ps(sc[c][k]), acc0[c]);
-                }
+            if (k < nfull) {
+                unit<C>(wb, k, U, idx, ab, sc, acc0);
+                ++k;
             }
+            if (nblk % U) unit<C>(wb, k, nblk % U, idx, ab, sc, (k & 1) ? acc1 : acc0);
         }
     }
 
-    // Blocks 2j, 2j+1 of the group at wb: lanes 0-7 of the vpdpbusd sums belong to block 2j,
-    // lanes 8-15 to block 2j+1, scaled by [sc[2j] x8 | sc[2j+1] x8].
+    // Unit k of the group at wb (nv blocks present) against the C rows: acc += float(P) * sc.
     template <int C>
-    static inline __attribute__((always_inline)) void pair(const uint8_t* wb, int j,
-                                                           const int8_t* const* ab,
+    static inline __attribute__((always_inline)) void unit(const uint8_t* wb, int k, int nv,
+                                                           __m512i idx, const uint8_t* const* ab,
                                                            const float (*sc)[16], __m512* acc) {
-        const __m512i q = T::pair(wb + 2 * j * T::kBytes);
+        __m512i w0, w1 = _mm512_setzero_si512();
+        unit_weights<T>(wb + k * U * T::kBytes, nv, idx, &w0, &w1);
         for (int c = 0; c < C; ++c) {
-            const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, ld512(ab[c] + 64 * j));
-            const __m512 s = _mm512_mask_broadcastss_ps(_mm512_set1_ps(sc[c][2 * j]), 0xFF00,
-                                                        _mm_load_ss(&sc[c][2 * j + 1]));
+            const uint8_t* a = ab[c] + k * kAU;
+            __m512i p = kMin ? _mm512_setzero_si512() : _mm512_load_si512(a + kAU - 64);
+            p = _mm512_dpbusd_epi32(p, w0, _mm512_load_si512(a));
+            __m512 s;
+            if constexpr (U == 4) {
+                p = _mm512_dpbusd_epi32(p, w1, _mm512_load_si512(a + 64));
+                s = _mm512_broadcast_f32x4(_mm_load_ps(&sc[c][4 * k]));
+            } else {
+                double two;
+                std::memcpy(&two, &sc[c][2 * k], 8);
+                s = _mm512_castpd_ps(_mm512_set1_pd(two));
+            }
             acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), s, acc[c]);
         }
     }
+
+    using RunFn = void (*)(int64_t, const uint8_t*, int64_t, int64_t, const uint8_t* const*,
+                           const uint8_t* const*, float*, int64_t);
+
+    static void gemm(int64_t K, const uint8_t* w, int64_t ws, int64_t N, const uint8_t* act,
+                     int64_t as, int64_t C, float* y, int64_t ldy) {
+        static const RunFn fns[8] = {run<1>, run<2>, run<3>, run<4>,
+                                     run<5>, run<6>, run<7>, run<8>};
+        const int64_t nb = K / 32;
+        const int64_t rowb = (nb + U - 1) / U * kAU;
+        uint8_t* buf = static_cast<uint8_t*>(std::aligned_alloc(64, (size_t)(C * rowb + 64)));
+        if (!buf) throw std::bad_alloc();
+        for (int64_t c = 0; c < C; ++c) ActCopy<T>::make(q8s_qs(act + c * as), nb, buf + c * rowb);
+        for (int64_t c0 = 0; c0 < C; c0 += 8) {  // groups of 8 activation rows, then the rest
+            const int cn = C - c0 < 8 ? (int)(C - c0) : 8;
+            const uint8_t* ap[8];
+            const uint8_t* cp[8];
+            for (int c = 0; c < cn; ++c) {
+                ap[c] = act + (c0 + c) * as;
+                cp[c] = buf + (c0 + c) * rowb;
+            }
+            fns[cn - 1](K, w, ws, N, ap, cp, y + c0 * ldy, ldy);
+        }
+        std::free(buf);
+    }
+    static float vec_dot(int64_t K, const void* w, const void* act) {
+        float y;
+        gemm(K, static_cast<const uint8_t*>(w), 0, 1, static_cast<const uint8_t*>(act), 0, 1, &y,
+             1);
+        return y;
+    }
 };
 
-// ---- float weights: 16 at a time, masked tail -----------------------------------------------
+// ---- float weights: 16 at a time, masked tail, R weight rows x C activation rows -----------
 
 struct F32W {
     static inline __m512 load(const uint8_t* w, int64_t k) {
@@ -306,68 +495,81 @@ struct BF16W {
 
 template <class T>
 struct FloatRows {
+    // Weight rows n .. n+R-1 against the C rows x: one accumulator per (row, x row), each
+    // weight vector converted once per step and used C times.
+    template <int R, int C>
+    static inline __attribute__((always_inline)) void block(int64_t K, const uint8_t* w,
+                                                            int64_t ws, const float* const* x,
+                                                            float* y, int64_t ldy) {
+        __m512 acc[R][C];
+        for (int r = 0; r < R; ++r)
+            for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
+        int64_t k = 0;
+        for (; k + 16 <= K; k += 16) {
+            __m512 wv[R];
+            for (int r = 0; r < R; ++r) wv[r] = T::load(w + r * ws, k);
+            for (int c = 0; c < C; ++c) {
+                const __m512 xv = _mm512_loadu_ps(x[c] + k);
+                for (int r = 0; r < R; ++r) acc[r][c] = _mm512_fmadd_ps(wv[r], xv, acc[r][c]);
+            }
+        }
+        if (k < K) {
+            const __mmask16 m = (__mmask16)((1u << (K - k)) - 1);
+            __m512 wv[R];
+            for (int r = 0; r < R; ++r) wv[r] = T::loadm(w + r * ws, k, m);
+            for (int c = 0; c < C; ++c) {
+                const __m512 xv = _mm512_maskz_loadu_ps(m, x[c] + k);
+                for (int r = 0; r < R; ++r) acc[r][c] = _mm512_fmadd_ps(wv[r], xv, acc[r][c]);
+            }
+        }
+        for (int r = 0; r < R; ++r)
+            for (int c = 0; c < C; ++c) y[c * ldy + r] = tree16(acc[r][c]);
+    }
+
     template <int C>
     static void run(int64_t K, const uint8_t* w, int64_t ws, int64_t N, const uint8_t* const* act,
                     float* y, int64_t ldy) {
+        // weight rows per block: <= 24 accumulators, and >= 8 independent FMA chains
+        constexpr int R = C == 1 ? 8 : C == 2 ? 6 : C <= 6 ? 4 : 3;
         const float* x[C];
         for (int c = 0; c < C; ++c) x[c] = reinterpret_cast<const float*>(act[c]);
-        for (int64_t n = 0; n < N; ++n) {
-            const uint8_t* wr = w + n * ws;
-            prefetch_ahead(wr, ws);
-            __m512 acc0[C], acc1[C];
-            for (int c = 0; c < C; ++c) acc0[c] = acc1[c] = _mm512_setzero_ps();
-            int64_t k = 0;
-            for (; k + 32 <= K; k += 32) {
-                const __m512 w0 = T::load(wr, k), w1 = T::load(wr, k + 16);
-                for (int c = 0; c < C; ++c) {
-                    acc0[c] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x[c] + k), acc0[c]);
-                    acc1[c] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x[c] + k + 16), acc1[c]);
-                }
-            }
-            for (; k < K; k += 16) {
-                const __mmask16 m =
-                    K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1);
-                const __m512 w0 = T::loadm(wr, k, m);
-                for (int c = 0; c < C; ++c)
-                    acc0[c] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m, x[c] + k), acc0[c]);
-            }
-            for (int c = 0; c < C; ++c)
-                y[c * ldy + n] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[c], acc1[c]));
+        int64_t n = 0;
+        for (; n + R <= N; n += R) {
+            // NOTE: a burst of R rows' prefetches costs the matvec more than it saves (measured)
+            if (C > 1)
+                for (int r = 0; r < R; ++r) prefetch_ahead(w + (n + r) * ws, ws);
+            block<R, C>(K, w + n * ws, ws, x, y + n, ldy);
+        }
+        for (; n < N; ++n) {
+            prefetch_ahead(w + n * ws, ws);
+            block<1, C>(K, w + n * ws, ws, x, y + n, ldy);
         }
     }
-};
 
-// ---- gemm over groups of up to 8 activation rows -------------------------------------------
+    using RowsFn = void (*)(int64_t, const uint8_t*, int64_t, int64_t, const uint8_t* const*,
+                            float*, int64_t);
 
-using RowsFn = void (*)(int64_t, const uint8_t*, int64_t, int64_t, const uint8_t* const*, float*,
-                        int64_t);
-
-template <class R>
-struct Kern {
     static void gemm(int64_t K, const uint8_t* w, int64_t ws, int64_t N, const uint8_t* act,
                      int64_t as, int64_t C, float* y, int64_t ldy) {
-        static const RowsFn fns[8] = {R::template run<1>, R::template run<2>,
-                                      R::template run<3>, R::template run<4>,
-                                      R::template run<4>, R::template run<4>,
-                                      R::template run<4>, R::template run<8>};
-        for (int64_t c0 = 0; c0 < C;) {  // groups of 8 activation rows, then 4, then the rest
-            const int64_t rem = C - c0;
-            const int cn = rem >= 8 ? 8 : rem >= 4 ? 4 : (int)rem;
+        static const RowsFn fns[8] = {run<1>, run<2>, run<3>, run<4>,
+                                      run<5>, run<6>, run<7>, run<8>};
+        for (int64_t c0 = 0; c0 < C; c0 += 8) {  // groups of 8 activation rows, then the rest
+            const int cn = C - c0 < 8 ? (int)(C - c0) : 8;
             const uint8_t* ap[8];
             for (int c = 0; c < cn; ++c) ap[c] = act + (c0 + c) * as;
             fns[cn - 1](K, w, ws, N, ap, y + c0 * ldy, ldy);
-            c0 += cn;
         }
     }
     static float vec_dot(int64_t K, const void* w, const void* act) {
         const uint8_t* ap[1] = {static_cast<const uint8_t*>(act)};
         float y;
-        R::template run<1>(K, static_cast<const uint8_t*>(w), 0, 1, ap, &y, 1);
+        run<1>(K, static_cast<const uint8_t*>(w), 0, 1, ap, &y, 1);
         return y;
     }
 };
+
 template <class R>
-const QDotKernels kTable = {Kern<R>::vec_dot, Kern<R>::gemm};
+const QDotKernels kTable = {R::vec_dot, R::gemm};
 
 }  // namespace
 

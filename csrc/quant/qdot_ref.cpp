@@ -3,12 +3,14 @@
 // Each weight block is decoded to small integers plus float scales, following ggml-quants.c
 // dequantize_row_* (x = d * q + m for legacy blocks; x = d * sc_j * q - dmin * m_j for K-quants),
 // then dotted with the int8 activations in exact integer arithmetic; only the per-block result
-// is scaled in float. Activation layouts: see qdot.h.
+// is scaled in float. Activation layouts: see qdot.h. Legacy and float weights follow the
+// canonical evaluation order of qdot_canon.h (bit-identical to the AVX2 / AVX-512 kernels).
 #include <cmath>
 #include <cstring>
 
 #include "core/half.h"
 #include "quant/qdot.h"
+#include "quant/qdot_canon.h"
 
 namespace pylm {
 namespace ref {
@@ -76,49 +78,67 @@ void dec_q8_0(const uint8_t* b, int* q, float* d, float* m) {
 
 using LegacyDec = void (*)(const uint8_t*, int*, float*, float*);
 
-// act: Q8S row. sum_b d_w*d_x*sum(q*a) + m_w*s_x  (s_x = d_x * sum(a)).
-template <LegacyDec DEC, int TS>
+// The canonical tree of qdot_canon.h over v[16] (v is overwritten).
+float tree16(float* v) {
+    for (int i = 0; i < 8; ++i) v[i] += v[i + 8];
+    for (int i = 0; i < 4; ++i) v[i] += v[i + 4];
+    for (int i = 0; i < 2; ++i) v[i] += v[i + 2];
+    return v[0] + v[1];
+}
+
+// act: Q8S row. sum_b d_w*d_x*sum(q*a) + m_w*s_x (s_x = d_x * sum(a)), evaluated in the
+// canonical order of qdot_canon.h: U blocks per unit, lane U*j + i <- block i, positions G_j,
+// units alternating between two 16-lane accumulators; the m_w*s_x terms in lane b % 16.
+template <LegacyDec DEC, int TS, int U, bool MIN>
 float dot_legacy(int64_t K, const void* w, const void* act) {
     const uint8_t* wb = static_cast<const uint8_t*>(w);
     const int8_t* a = q8s_qs(act);
     const float* ad = q8s_d(act, K);
     const float* as = q8s_s(act, K);
-    float sum = 0.0f;
+    float acc[2][16] = {}, accs[16] = {};
     int q[32];
     for (int64_t b = 0; b < K / 32; ++b) {
         float d, m;
         DEC(wb + b * TS, q, &d, &m);
-        int isum = 0;
-        for (int j = 0; j < 32; ++j) isum += q[j] * a[b * 32 + j];
-        sum += d * ad[b] * (float)isum + m * as[b];
+        const int8_t* ab = a + b * 32;
+        const float sc = d * ad[b];
+        float* lanes = acc[(b / U) & 1];
+        const int i = (int)(b % U);
+        for (int j = 0; j < 16 / U; ++j) {
+            int p = 0;
+            for (int t = 0; t < 4; ++t) p += q[4 * j + t] * ab[4 * j + t];
+            if (U == 4)
+                for (int t = 0; t < 4; ++t) p += q[16 + 4 * j + t] * ab[16 + 4 * j + t];
+            lanes[U * j + i] = std::fmaf((float)p, sc, lanes[U * j + i]);
+        }
+        if (MIN) accs[b % 16] = std::fmaf(m, as[b], accs[b % 16]);
     }
-    return sum;
+    float v[16];
+    for (int l = 0; l < 16; ++l) {
+        v[l] = acc[0][l] + acc[1][l];
+        if (MIN) v[l] += accs[l];
+    }
+    return tree16(v);
 }
 
-// ---- float weights: act is the float row --------------------------------------------------
+// ---- float weights: act is the float row, 16 lanes (qdot_canon.h) ---------------------------
 
-float dot_f32(int64_t K, const void* w, const void* act) {
-    const float* x = static_cast<const float*>(act);
-    const float* v = static_cast<const float*>(w);
-    float sum = 0.0f;
-    for (int64_t k = 0; k < K; ++k) sum += v[k] * x[k];
-    return sum;
+float ld_f32(const void* w, int64_t k) {
+    return static_cast<const float*>(w)[k];
+}
+float ld_f16(const void* w, int64_t k) {
+    return fp16_to_fp32(static_cast<const uint16_t*>(w)[k]);
+}
+float ld_bf16(const void* w, int64_t k) {
+    return bf16_to_fp32(static_cast<const uint16_t*>(w)[k]);
 }
 
-float dot_f16(int64_t K, const void* w, const void* act) {
+template <float (*LD)(const void*, int64_t)>
+float dot_float(int64_t K, const void* w, const void* act) {
     const float* x = static_cast<const float*>(act);
-    const uint16_t* v = static_cast<const uint16_t*>(w);
-    float sum = 0.0f;
-    for (int64_t k = 0; k < K; ++k) sum += fp16_to_fp32(v[k]) * x[k];
-    return sum;
-}
-
-float dot_bf16(int64_t K, const void* w, const void* act) {
-    const float* x = static_cast<const float*>(act);
-    const uint16_t* v = static_cast<const uint16_t*>(w);
-    float sum = 0.0f;
-    for (int64_t k = 0; k < K; ++k) sum += bf16_to_fp32(v[k]) * x[k];
-    return sum;
+    float acc[16] = {};
+    for (int64_t k = 0; k < K; ++k) acc[k % 16] = std::fmaf(LD(w, k), x[k], acc[k % 16]);
+    return tree16(acc);
 }
 
 // gemm = vec_dot for every (activation row, weight row) pair.
@@ -131,14 +151,14 @@ void gemm(int64_t K, const uint8_t* w, int64_t w_stride, int64_t N, const uint8_
 }
 
 #define PYLM_KERNELS(name, fn) const QDotKernels name = {fn, gemm<fn>}
-PYLM_KERNELS(kF32, dot_f32);
-PYLM_KERNELS(kF16, dot_f16);
-PYLM_KERNELS(kBF16, dot_bf16);
-PYLM_KERNELS(kQ4_0, (dot_legacy<dec_q4_0, sizeof(block_q4_0)>));
-PYLM_KERNELS(kQ4_1, (dot_legacy<dec_q4_1, sizeof(block_q4_1)>));
-PYLM_KERNELS(kQ5_0, (dot_legacy<dec_q5_0, sizeof(block_q5_0)>));
-PYLM_KERNELS(kQ5_1, (dot_legacy<dec_q5_1, sizeof(block_q5_1)>));
-PYLM_KERNELS(kQ8_0, (dot_legacy<dec_q8_0, sizeof(block_q8_0)>));
+PYLM_KERNELS(kF32, dot_float<ld_f32>);
+PYLM_KERNELS(kF16, dot_float<ld_f16>);
+PYLM_KERNELS(kBF16, dot_float<ld_bf16>);
+PYLM_KERNELS(kQ4_0, (dot_legacy<dec_q4_0, sizeof(block_q4_0), 4, false>));
+PYLM_KERNELS(kQ4_1, (dot_legacy<dec_q4_1, sizeof(block_q4_1), 4, true>));
+PYLM_KERNELS(kQ5_0, (dot_legacy<dec_q5_0, sizeof(block_q5_0), 4, false>));
+PYLM_KERNELS(kQ5_1, (dot_legacy<dec_q5_1, sizeof(block_q5_1), 4, true>));
+PYLM_KERNELS(kQ8_0, (dot_legacy<dec_q8_0, sizeof(block_q8_0), 2, false>));
 #undef PYLM_KERNELS
 
 }  // namespace
