@@ -169,11 +169,13 @@ class GammaController:
     """Chooses γ per round: argmax over 1..gamma_max of E[tokens] / E[time], where
     E[tokens] = (1 - α^(γ+1)) / (1 - α) and E[time] = γ t_draft + t_verify(γ + 1).
 
-    α: accepted / examined proposals with exponential forgetting (Laplace-smoothed);
+    α: accepted / examined proposals with exponential forgetting per examined proposal
+    (Laplace-smoothed; ~1/(1 - decay) proposals of memory, so a run at γ = 1 can still learn
+    that α is high and grow γ again);
     t_draft: running mean seconds per draft step; t_verify(w): running mean per verification
     width w, extrapolated linearly from the widths seen so far."""
 
-    def __init__(self, gamma: int, gamma_max: int, adaptive: bool, decay: float = 0.8):
+    def __init__(self, gamma: int, gamma_max: int, adaptive: bool, decay: float = 0.97):
         self.gamma, self.gamma_max, self.adaptive, self.decay = gamma, gamma_max, adaptive, decay
         self.acc = self.exam = 0.0
         self.t_draft: float | None = None
@@ -184,8 +186,10 @@ class GammaController:
 
     def update(self, n_acc: int, g: int, draft_s: float, draft_calls: int, verify_s: float) -> None:
         if g:
-            self.acc = self.decay * self.acc + n_acc
-            self.exam = self.decay * self.exam + n_acc + (n_acc < g)
+            examined = n_acc + (n_acc < g)
+            w = self.decay ** examined
+            self.acc = w * self.acc + n_acc
+            self.exam = w * self.exam + examined
         if draft_calls:
             self.t_draft = self._ema(self.t_draft, draft_s / draft_calls)
         self.t_verify[g + 1] = self._ema(self.t_verify.get(g + 1), verify_s)

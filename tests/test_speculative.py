@@ -270,3 +270,18 @@ def test_cli_generate_with_draft_and_sampling_flags(smol, smollm2_path, capsys):
     assert capsys.readouterr().out == first
     assert main(args[:-5] + ["--top-p", "1.5"]) == 2
     assert "top_p" in capsys.readouterr().err
+
+
+def test_gamma_controller_escapes_gamma_one_when_everything_is_accepted():
+    # Draft 0.4x the target's step, verification +5% per extra token: with alpha ~ 1 the best
+    # gamma is large. Starting at 1 (a pessimistic first guess), every round accepts its single
+    # proposal; the alpha estimate must keep rising (memory per proposal, not per round) and
+    # gamma must grow back.
+    from pylm.speculative import GammaController
+
+    ctl = GammaController(1, 8, True)
+    t = 0.010
+    for _ in range(60):
+        g = ctl.gamma
+        ctl.update(g, g, 0.4 * t * g, g, t * (1 + 0.05 * g))
+    assert ctl.gamma >= 5
