@@ -22,17 +22,16 @@
 
 #include "core/half.h"
 #include "quant/qdot.h"
+#include "quant/qdot_ref_common.h"
 
 namespace pylm {
 namespace ref {
 
 namespace {
 
-inline float h2f(const void* p) {
-    uint16_t v;
-    std::memcpy(&v, p, 2);
-    return fp16_to_fp32(v);
-}
+using qref::gemm_rows;
+using qref::h2f;
+using qref::tree16;
 
 // One decoded super-block: unsigned codes and int16-range scales / mins per 16 weights.
 struct KDec {
@@ -167,13 +166,6 @@ void accumulate_sb(const KDec& k, const block_q8_K& a, bool offset, float* acc) 
     }
 }
 
-float reduce16(float* v) {
-    for (int i = 0; i < 8; ++i) v[i] += v[i + 8];
-    for (int i = 0; i < 4; ++i) v[i] += v[i + 4];
-    for (int i = 0; i < 2; ++i) v[i] += v[i + 2];
-    return v[0] + v[1];
-}
-
 // w_row: K/256 super-blocks of TS bytes; act: K/256 block_q8_K.
 template <KQuantDec DEC, int TS, bool OFFSET>
 float dot_kquant(int64_t K, const void* w, const void* act) {
@@ -185,19 +177,10 @@ float dot_kquant(int64_t K, const void* w, const void* act) {
         DEC(wb + b * TS, &k);
         accumulate_sb(k, a[b], OFFSET, acc);
     }
-    return reduce16(acc);
+    return tree16(acc);
 }
 
-// y[c * ldy + n] = vec_dot(W row n, act row c).
-template <VecDotFn DOT>
-void gemm(int64_t K, const uint8_t* w, int64_t w_stride, int64_t N, const uint8_t* act,
-          int64_t act_stride, int64_t C, float* y, int64_t ldy) {
-    for (int64_t c = 0; c < C; ++c)
-        for (int64_t n = 0; n < N; ++n)
-            y[c * ldy + n] = DOT(K, w + n * w_stride, act + c * act_stride);
-}
-
-#define PYLM_KERNELS(name, fn) const QDotKernels name = {fn, gemm<fn>}
+#define PYLM_KERNELS(name, fn) const QDotKernels name = {fn, gemm_rows<fn>}
 PYLM_KERNELS(kQ2_K, (dot_kquant<dec_q2_K, sizeof(block_q2_K), false>));
 PYLM_KERNELS(kQ3_K, (dot_kquant<dec_q3_K, sizeof(block_q3_K), true>));
 PYLM_KERNELS(kQ4_K, (dot_kquant<dec_q4_K, sizeof(block_q4_K), false>));

@@ -10,6 +10,7 @@
 
 #include "core/half.h"
 #include "quant/qdot.h"
+#include "quant/qdot_ref_common.h"
 #include "quant/qdot_canon.h"
 
 namespace pylm {
@@ -17,11 +18,9 @@ namespace ref {
 
 namespace {
 
-inline float h2f(const uint8_t* p) {
-    uint16_t v;
-    std::memcpy(&v, p, 2);
-    return fp16_to_fp32(v);
-}
+using qref::gemm_rows;
+using qref::h2f;
+using qref::tree16;
 
 // ---- legacy blocks: q[32] signed integers, x = d * q[i] + m --------------------------------
 
@@ -78,14 +77,6 @@ void dec_q8_0(const uint8_t* b, int* q, float* d, float* m) {
 
 using LegacyDec = void (*)(const uint8_t*, int*, float*, float*);
 
-// The canonical tree of qdot_canon.h over v[16] (v is overwritten).
-float tree16(float* v) {
-    for (int i = 0; i < 8; ++i) v[i] += v[i + 8];
-    for (int i = 0; i < 4; ++i) v[i] += v[i + 4];
-    for (int i = 0; i < 2; ++i) v[i] += v[i + 2];
-    return v[0] + v[1];
-}
-
 // act: Q8S row. sum_b d_w*d_x*sum(q*a) + m_w*s_x (s_x = d_x * sum(a)), evaluated in the
 // canonical order of qdot_canon.h: U blocks per unit, lane U*j + i <- block i, positions G_j,
 // units alternating between two 16-lane accumulators; the m_w*s_x terms in lane b % 16.
@@ -141,16 +132,7 @@ float dot_float(int64_t K, const void* w, const void* act) {
     return tree16(acc);
 }
 
-// gemm = vec_dot for every (activation row, weight row) pair.
-template <VecDotFn DOT>
-void gemm(int64_t K, const uint8_t* w, int64_t w_stride, int64_t N, const uint8_t* act,
-          int64_t act_stride, int64_t C, float* y, int64_t ldy) {
-    for (int64_t c = 0; c < C; ++c)
-        for (int64_t n = 0; n < N; ++n)
-            y[c * ldy + n] = DOT(K, w + n * w_stride, act + c * act_stride);
-}
-
-#define PYLM_KERNELS(name, fn) const QDotKernels name = {fn, gemm<fn>}
+#define PYLM_KERNELS(name, fn) const QDotKernels name = {fn, gemm_rows<fn>}
 PYLM_KERNELS(kF32, dot_float<ld_f32>);
 PYLM_KERNELS(kF16, dot_float<ld_f16>);
 PYLM_KERNELS(kBF16, dot_float<ld_bf16>);
