@@ -129,7 +129,7 @@ void linear_fwd(py::handle x_, py::handle W_, py::handle b_, py::handle y_, int 
 }
 
 void linear_bwd(py::handle x_, py::handle W_, py::handle dy_, py::handle dx_, py::handle dW_,
-                py::handle db_, bool accumulate_dx, int threads) {
+                py::handle db_, bool accumulate_dx, int threads, bool accumulate_dw) {
     F32 x = as_f32(x_, "linear_bwd: x"), W = as_f32(W_, "linear_bwd: weight");
     check_ndim(x, 2, "linear_bwd: x (N, IN)");
     check_ndim(W, 2, "linear_bwd: weight (OUT, IN)");
@@ -157,7 +157,8 @@ void linear_bwd(py::handle x_, py::handle W_, py::handle dy_, py::handle dx_, py
     float* dbp = db_.is_none() ? nullptr : db.mutable_data();
     const int nt = resolve_threads(threads);
     py::gil_scoped_release nogil;
-    train::linear_bwd(x.data(), W.data(), dy.data(), dxp, dWp, dbp, N, IN, OUT, accumulate_dx, nt);
+    train::linear_bwd(x.data(), W.data(), dy.data(), dxp, dWp, dbp, N, IN, OUT, accumulate_dx, nt,
+                      accumulate_dw);
 }
 
 // ---- attention: qkv [B*T, (H + 2 Hkv) D] fused, out/dout [B*T, H*D], lse [B, H, T] ----
@@ -388,7 +389,8 @@ void bind_train(py::module_& m) {
     t.def("linear_fwd", &linear_fwd, py::arg("x"), py::arg("weight"), py::arg("bias"),
           py::arg("out"), th);
     t.def("linear_bwd", &linear_bwd, py::arg("x"), py::arg("weight"), py::arg("dy"), py::arg("dx"),
-          py::arg("dweight"), py::arg("dbias"), py::arg("accumulate_dx") = false, th);
+          py::arg("dweight"), py::arg("dbias"), py::arg("accumulate_dx") = false, th,
+          py::arg("accumulate_dw") = true);
     t.def("attention_fwd", &attention_fwd, py::arg("qkv"), py::arg("out"), py::arg("lse"),
           py::arg("B"), py::arg("T"), py::arg("n_heads"), py::arg("n_kv_heads"), py::arg("scale"),
           th);

@@ -48,6 +48,11 @@ constexpr int64_t kMinTileNPanels = 4;    // column tiles (only when rows alone 
 // Tasks per thread wanted in a pass: with dynamic claims the last one leaves the other
 // threads idle for up to a task, so a pass of 2 threads x 3 tasks loses a sixth.
 constexpr int64_t kTasksPerThread = 16;
+// Long K (weight gradients: K = tokens): every task streams all of op(B) (K x its columns)
+// once per K block of its rows, so small tasks re-read B from L3 too often; fewer, larger,
+// evenly sized tasks win there.
+constexpr int64_t kTasksPerThreadLongK = 4;
+constexpr int64_t kLongKBlocks = 3;  // "long": at least this many K blocks
 
 // A 64-byte aligned scratch buffer per calling thread, grown on demand and reused across calls
 // so repeated products do not page-fault fresh allocations.
@@ -130,7 +135,8 @@ void gemm_blocked(const GemmArgs& g, const IsaGemm& k, int nthreads) {
         // fixed by the shape alone). Fewer rows per task, down to 2 panels, and then column
         // tiles, when there would be too few tasks to keep every thread busy to the end.
         int64_t mc = kTileMPanels * MR, mt = ceil_div(g.M, mc), nct = ncp, nt = 1;
-        const int64_t want = nthreads > 1 ? kTasksPerThread * nthreads : 1;
+        const int64_t per_thread = npk >= kLongKBlocks ? kTasksPerThreadLongK : kTasksPerThread;
+        const int64_t want = nthreads > 1 ? per_thread * nthreads : 1;
         while (mt * nt < want && mc > 2 * MR) {
             mc -= MR;
             mt = ceil_div(g.M, mc);
@@ -139,6 +145,10 @@ void gemm_blocked(const GemmArgs& g, const IsaGemm& k, int nthreads) {
             nct = (nct / 2 + NR - 1) / NR * NR;
             nt = ceil_div(nc, nct);
         }
+        // Even row tasks (whole panels spread over mt tasks): no short last task that leaves
+        // the other threads idle for most of a task.
+        mc = ceil_div(ceil_div(g.M, MR), mt) * MR;
+        mt = ceil_div(g.M, mc);
         parallel_for(mt * nt, 1, nthreads, [&](int64_t b, int64_t e, int) {
             float* Ap = t_apack.get(static_cast<size_t>(ceil_div(mc, MR) * MR * kKC));
             for (int64_t t = b; t < e; ++t) {

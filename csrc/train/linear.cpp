@@ -23,7 +23,8 @@ void linear_fwd(const float* x, const float* W, const float* b, float* y, int64_
 }
 
 void linear_bwd(const float* x, const float* W, const float* dy, float* dx, float* dW, float* db,
-                int64_t N, int64_t IN, int64_t OUT, bool accumulate_dx, int nthreads) {
+                int64_t N, int64_t IN, int64_t OUT, bool accumulate_dx, int nthreads,
+                bool accumulate_dw) {
     if (N <= 0) return;
     if (dx) {
         // dx [N, IN] = dy [N, OUT] @ W [OUT, IN]
@@ -31,8 +32,8 @@ void linear_bwd(const float* x, const float* W, const float* dy, float* dx, floa
         gemm_f32(g, nthreads);
     }
     if (dW) {
-        // dW [OUT, IN] += (dy [N, OUT])^T @ x [N, IN]
-        GemmArgs g{dy, x, dW, OUT, IN, N, OUT, IN, IN, true, false, 1.0f};
+        // dW [OUT, IN] (+)= (dy [N, OUT])^T @ x [N, IN]
+        GemmArgs g{dy, x, dW, OUT, IN, N, OUT, IN, IN, true, false, accumulate_dw ? 1.0f : 0.0f};
         gemm_f32(g, nthreads);
     }
     if (db) {

@@ -89,6 +89,9 @@ class LlamaModel:
         self.frozen: set[str] = set()
         self._acts: _Acts | None = None
         self._have_fwd = False
+        # zero_grad() defers the zeroing to the next backward(), whose weight-gradient GEMMs
+        # then overwrite (beta 0) instead of accumulating into a separately zeroed buffer.
+        self._grads_pending_zero = False
         self.scale = 1.0 / math.sqrt(config.head_dim)
 
     @classmethod
@@ -159,7 +162,24 @@ class LlamaModel:
 
     # ---- backward ----
     def zero_grad(self) -> None:
-        self.grads.data.fill(0.0)
+        """Resets the gradients to zero. Deferred: the next backward() writes instead of
+        accumulating; anything reading self.grads before that sees zeros all the same."""
+        self._grads_pending_zero = True
+
+    def _flush_zero_grad(self) -> None:
+        if self._grads_pending_zero:
+            self._grads_pending_zero = False
+            self._grads.data.fill(0.0)
+
+    @property
+    def grads(self) -> ParamBuffer:
+        self._flush_zero_grad()
+        return self._grads
+
+    @grads.setter
+    def grads(self, value: ParamBuffer) -> None:
+        self._grads = value
+        self._grads_pending_zero = False
 
     def backward(self) -> None:
         """Accumulates d(loss)/d(params) of the last forward(ids, targets) into self.grads."""
@@ -168,16 +188,28 @@ class LlamaModel:
         self._have_fwd = False
         cfg, p, a, th = self.config, self.params, self._acts, self.threads
         H, Hkv, D, L, T, B = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.n_layers, a.T, a.B
-        frozen, dummy = self.frozen, a.dnorm
+        frozen, dummy, grads = self.frozen, a.dnorm, self._grads
+        out_name = "token_embd.weight" if cfg.tie_embeddings else "output.weight"
+        # After zero_grad(): the trainable matrices below are each written by exactly one
+        # weight-gradient GEMM (the first, for the tied embedding), which then overwrites;
+        # every other gradient (norms, the untied embedding's scatter-add, frozen ones) is
+        # zeroed here.
+        acc = not self._grads_pending_zero
+        if not acc:
+            self._grads_pending_zero = False
+            mats = {out_name} | {f"blk.{li}.{n}.weight" for li in range(L) for n in
+                                 ("attn_qkv", "attn_output", "ffn_gate_up", "ffn_down")}
+            for name in grads:
+                if name not in mats or name in frozen:
+                    grads[name].fill(0.0)
 
         def g(name):  # the gradient buffer, or None / a scratch one when frozen
             if name not in frozen:
-                return self.grads[name]
+                return grads[name]
             return dummy if name.endswith("norm.weight") else None
 
-        out_name = "token_embd.weight" if cfg.tie_embeddings else "output.weight"
         # logits = hf Wout^T (a.logits now holds dlogits)
-        _t.linear_bwd(a.hf, p.output_weight(), a.logits, a.dh, g(out_name), None, False, th)
+        _t.linear_bwd(a.hf, p.output_weight(), a.logits, a.dh, g(out_name), None, False, th, acc)
         a.dres.fill(0.0)
         _t.rmsnorm_bwd(a.res[L], p["output_norm.weight"], a.rstdf, a.dh, a.dres,
                        g("output_norm.weight"), th)
@@ -185,20 +217,20 @@ class LlamaModel:
             w = f"blk.{li}."
             # x_l+1 = m_l + swiglu(rmsnorm(m_l) Wgu^T) Wdown^T; dres = d x_l+1
             _t.linear_bwd(a.act[li], p[w + "ffn_down.weight"], a.dres, a.dact,
-                          g(w + "ffn_down.weight"), None, False, th)
+                          g(w + "ffn_down.weight"), None, False, th, acc)
             _t.swiglu_bwd(a.gu[li], a.dact, a.dgu, th)
             _t.linear_bwd(a.h2[li], p[w + "ffn_gate_up.weight"], a.dgu, a.dh,
-                          g(w + "ffn_gate_up.weight"), None, False, th)
+                          g(w + "ffn_gate_up.weight"), None, False, th, acc)
             _t.rmsnorm_bwd(a.mid[li], p[w + "ffn_norm.weight"], a.rstd2[li], a.dh, a.dres,
                            g(w + "ffn_norm.weight"), th)
             # m_l = x_l + attention(rope(rmsnorm(x_l) Wqkv^T)) Wo^T; dres = d m_l
             _t.linear_bwd(a.att[li], p[w + "attn_output.weight"], a.dres, a.datt,
-                          g(w + "attn_output.weight"), None, False, th)
+                          g(w + "attn_output.weight"), None, False, th, acc)
             _t.attention_bwd(a.qkv[li], a.att[li], a.lse[li], a.datt, a.dqkv, B, T, H, Hkv,
                              self.scale, th)
             _t.rope(a.dqkv, T, H + Hkv, D, a.cos, a.sin, True, th)
             _t.linear_bwd(a.h1[li], p[w + "attn_qkv.weight"], a.dqkv, a.dh,
-                          g(w + "attn_qkv.weight"), None, False, th)
+                          g(w + "attn_qkv.weight"), None, False, th, acc)
             _t.rmsnorm_bwd(a.res[li], p[w + "attn_norm.weight"], a.rstd1[li], a.dh, a.dres,
                            g(w + "attn_norm.weight"), th)
         if g("token_embd.weight") is not None:

@@ -78,9 +78,9 @@ def linear_bwd(x, weight, dy, bias: bool = False, threads: int = 0):
     """(dx, dweight, dbias or None) of linear_fwd for the upstream gradient dy [N, OUT]."""
     x, weight = _f32(x), _f32(weight)
     dx = np.empty_like(x)
-    dw = np.zeros_like(weight)
+    dw = np.empty_like(weight)  # overwritten (accumulate_dw=False): no zero fill
     db = np.zeros(weight.shape[0], np.float32) if bias else None
-    _t.linear_bwd(x, weight, _f32(dy), dx, dw, db, False, threads)
+    _t.linear_bwd(x, weight, _f32(dy), dx, dw, db, False, threads, False)
     return dx, dw, db
 
 
