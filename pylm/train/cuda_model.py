@@ -23,6 +23,7 @@ import math
 import numpy as np
 
 from .config import LlamaConfig
+from .optim import decay_segments
 from .params import ParamBuffer, init_params
 
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16"}
@@ -171,19 +172,8 @@ class CudaAdamW:
         self.eps, self.weight_decay = float(eps), float(weight_decay)
         self.t = 0
         p = model._host
-        names = set(p) if trainable is None else set(trainable)
-        segs: list[tuple[int, int, float]] = []
-        for name in p:  # buffer order
-            if name not in names:
-                continue
-            a = p.offsets[name]
-            b = a + p[name].size
-            wd = self.weight_decay if a < p.n_decay else 0.0
-            if segs and segs[-1][1] == a and segs[-1][2] == wd:
-                segs[-1] = (segs[-1][0], b, wd)
-            else:
-                segs.append((a, b, wd))
-        self.segments = segs
+        self.segments = decay_segments(p, p if trainable is None else trainable,
+                                       self.weight_decay)
 
     def step(self, grads=None, lr: float = 1e-3, grad_scale: float = 1.0) -> None:
         """One update from the model's device gradients (`grads` is ignored: they live there)."""

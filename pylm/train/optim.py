@@ -40,6 +40,23 @@ def clip_scale(norm: float, max_norm: float | None) -> float:
     return max_norm / (norm + 1e-6)
 
 
+def decay_segments(params: ParamBuffer, names, weight_decay: float) -> list[tuple[int, int, float]]:
+    """Contiguous [start, end) ranges of the flat buffer holding the parameters in `names`, each
+    with its weight decay (parameters before params.n_decay decay, the rest do not)."""
+    names, segs = set(names), []
+    for name in params:  # buffer order
+        if name not in names:
+            continue
+        a = params.offsets[name]
+        b = a + params[name].size
+        wd = weight_decay if a < params.n_decay else 0.0
+        if segs and segs[-1][1] == a and segs[-1][2] == wd:
+            segs[-1] = (segs[-1][0], b, wd)
+        else:
+            segs.append((a, b, wd))
+    return segs
+
+
 class AdamW:
     """AdamW with decoupled weight decay on the matrices only (the ParamBuffer's prefix
     [0, n_decay)); norm weights are not decayed. Moments live in two flat buffers.
@@ -54,22 +71,8 @@ class AdamW:
         self.v = np.zeros_like(params.data)
         self.t = 0
         self.threads = threads
-        self.segments = self._segments(set(params) if trainable is None else set(trainable))
-
-    def _segments(self, names: set) -> list[tuple[int, int, float]]:
-        """Contiguous [start, end) ranges of trainable parameters with their weight decay."""
-        p, segs = self.params, []
-        for name in p:  # buffer order
-            if name not in names:
-                continue
-            a = p.offsets[name]
-            b = a + p[name].size
-            wd = self.weight_decay if a < p.n_decay else 0.0
-            if segs and segs[-1][1] == a and segs[-1][2] == wd:
-                segs[-1] = (segs[-1][0], b, wd)
-            else:
-                segs.append((a, b, wd))
-        return segs
+        self.segments = decay_segments(params, params if trainable is None else trainable,
+                                       self.weight_decay)
 
     def step(self, grads: ParamBuffer, lr: float, grad_scale: float = 1.0) -> None:
         """One update with gradients multiplied by grad_scale (clipping)."""
