@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "bind.h"
+#include "bindings/qtype_arg.h"
 #include "dequant.cuh"
 #include "elementwise.cuh"
 #include "interop.h"
@@ -80,20 +81,10 @@ void check_finite(float v, const char* what, bool positive) {
 }
 
 const QTypeInfo& qinfo(py::handle q, const char* op) {
-    const QTypeInfo* info = nullptr;
-    std::string shown;
-    if (py::isinstance<py::str>(q)) {
-        shown = q.cast<std::string>();
-        info = qtype_info_by_name(shown.c_str());
-    } else if (py::isinstance<py::int_>(q)) {
-        shown = std::to_string(q.cast<int>());
-        info = qtype_info(q.cast<int>());
-    } else {
-        shown = std::string(py::repr(q));
-    }
-    if (!info || !dequant_supported(static_cast<int>(info->type)))
-        throw std::invalid_argument(std::string(op) + ": unsupported qtype " + shown);
-    return *info;
+    const QTypeInfo& info = parse_qtype(q, op);
+    if (!dequant_supported(static_cast<int>(info.type)))
+        throw std::invalid_argument(std::string(op) + ": unsupported qtype " + info.name);
+    return info;
 }
 
 void rmsnorm_b(py::handle x, py::handle w, py::handle out, float eps, int64_t stream) {

@@ -149,12 +149,10 @@ def add(a, b, out=None, stream=None):
 
 
 def _qtype_arg(qtype):
-    if isinstance(qtype, (str, int)):
-        return qtype
-    name = getattr(qtype, "name", None)
-    if isinstance(name, str):
-        return name
-    raise ValueError(f"qtype must be a type name or id, got {qtype!r}")
+    # pylm.ops.quant's parser; imported here because pylm.ops.quant imports pylm.cuda
+    from ..ops.quant import _qtype_arg as parse
+
+    return parse(qtype)
 
 
 def embedding(table, ids, qtype, n_embd: int | None = None, scale: float = 1.0,
