@@ -34,19 +34,12 @@ os.environ.setdefault("OMP_NUM_THREADS", THREADS)
 os.environ.setdefault("OPENBLAS_NUM_THREADS", THREADS)
 
 import numpy as np
+from torch_llama import TorchLlama, model_flops
 
 import pylm
 from pylm.bench import machine_limits
 from pylm.train import AdamW, LlamaConfig, LlamaModel
 from pylm.train.optim import clip_scale, grad_norm
-
-
-def model_flops(cfg: LlamaConfig, B: int, T: int) -> float:
-    """Training flops per step: 3 x (forward matmuls + causal attention scores and mixing)."""
-    C, F, L, V = cfg.d_model, cfg.ffn, cfg.n_layers, cfg.vocab
-    mat = L * (cfg.qkv_dim * C + C * C + 3 * C * F) + V * C
-    attn = L * 2 * 2 * cfg.n_heads * cfg.head_dim * (T * (T + 1) / 2)  # QK^T and PV, per seq
-    return 3 * (2 * mat * B * T + attn * B)
 
 
 class PylmSide:
@@ -67,46 +60,18 @@ class PylmSide:
 
 class TorchSide:
     def __init__(self, torch, cfg, params):
-        self.torch, self.cfg = torch, cfg
+        self.torch = torch
         torch.set_num_threads(int(THREADS))
-        self.P = {n: torch.nn.Parameter(torch.tensor(params[n])) for n in params}
-        self.opt = torch.optim.AdamW(list(self.P.values()), lr=1e-3, betas=(0.9, 0.95),
+        self.model = TorchLlama(torch, cfg, params)
+        self.opt = torch.optim.AdamW(list(self.model.P.values()), lr=1e-3, betas=(0.9, 0.95),
                                      weight_decay=0.1)
-        T, D = cfg.context, cfg.head_dim
-        i = torch.arange(D // 2, dtype=torch.float64)
-        ang = torch.arange(T, dtype=torch.float64)[:, None] * cfg.rope_base ** (-2.0 * i / D)
-        self.cos = torch.cos(ang).float()[None, :, None]
-        self.sin = torch.sin(ang).float()[None, :, None]
-
-    def rope(self, x):
-        x0, x1 = x[..., 0::2], x[..., 1::2]
-        c, s = self.cos[:, : x.shape[1]], self.sin[:, : x.shape[1]]
-        return self.torch.stack((x0 * c - x1 * s, x0 * s + x1 * c), -1).flatten(-2)
 
     def step(self, ids, tg) -> float:
-        torch, cfg, P = self.torch, self.cfg, self.P
-        F_ = torch.nn.functional
-        B, T = ids.shape
-        H, Hkv, D, F = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.ffn
-        C = cfg.d_model
+        torch = self.torch
         self.opt.zero_grad(set_to_none=True)
-        x = F_.embedding(torch.from_numpy(ids).long(), P["token_embd.weight"])
-        for li in range(cfg.n_layers):
-            w = f"blk.{li}."
-            h = F_.rms_norm(x, (C,), P[w + "attn_norm.weight"], cfg.eps)
-            qkv = F_.linear(h, P[w + "attn_qkv.weight"]).view(B, T, H + 2 * Hkv, D)
-            q, k, v = self.rope(qkv[:, :, :H]), self.rope(qkv[:, :, H:H + Hkv]), qkv[:, :, H + Hkv:]
-            a = F_.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2),
-                                                v.transpose(1, 2), is_causal=True,
-                                                enable_gqa=Hkv != H)
-            x = x + F_.linear(a.transpose(1, 2).reshape(B, T, H * D), P[w + "attn_output.weight"])
-            gu = F_.linear(F_.rms_norm(x, (C,), P[w + "ffn_norm.weight"], cfg.eps),
-                           P[w + "ffn_gate_up.weight"])
-            x = x + F_.linear(F_.silu(gu[..., :F]) * gu[..., F:], P[w + "ffn_down.weight"])
-        z = F_.linear(F_.rms_norm(x, (C,), P["output_norm.weight"], cfg.eps), P["output.weight"])
-        loss = F_.cross_entropy(z.view(B * T, -1), torch.from_numpy(tg).long().view(-1))
+        loss = self.model.loss(torch.from_numpy(ids).long(), torch.from_numpy(tg).long())
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(list(P.values()), 1.0)
+        torch.nn.utils.clip_grad_norm_(list(self.model.P.values()), 1.0)
         self.opt.step()
         return loss.item()
 

@@ -23,17 +23,10 @@ import sys
 import time
 
 import numpy as np
+from torch_llama import TorchLlama, model_flops
 
 PEAK_TFLOPS = {"bf16": {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0},
                "fp32": {"H200": 67.0, "H100": 67.0, "A100": 19.5, "L40S": 91.6}}
-
-
-def model_flops(cfg, B: int, T: int) -> float:
-    """Training flops per step: 3 x (forward matmuls + causal attention scores and mixing)."""
-    C, F, L, V = cfg.d_model, cfg.ffn, cfg.n_layers, cfg.vocab
-    mat = L * (cfg.qkv_dim * C + C * C + 3 * C * F) + V * C
-    attn = L * 2 * 2 * cfg.n_heads * cfg.head_dim * (T * (T + 1) / 2)
-    return 3 * (2 * mat * B * T + attn * B)
 
 
 def peak_tflops(name: str, precision: str) -> float | None:
@@ -65,44 +58,13 @@ class PylmSide:
 
 class TorchSide:
     def __init__(self, torch, cfg, params, precision, compile_: bool):
-        self.torch, self.cfg = torch, cfg
-        dev = "cuda"
-        self.P = {n: torch.nn.Parameter(torch.tensor(params[n], device=dev)) for n in params}
+        self.torch = torch
+        self.model = TorchLlama(torch, cfg, params, "cuda")
+        self.P = self.model.P
         self.opt = torch.optim.AdamW(list(self.P.values()), lr=1e-4, betas=(0.9, 0.95),
                                      weight_decay=0.1, fused=True)
-        T, D = cfg.context, cfg.head_dim
-        i = torch.arange(D // 2, dtype=torch.float64)
-        ang = torch.arange(T, dtype=torch.float64)[:, None] * cfg.rope_base ** (-2.0 * i / D)
-        self.cos = torch.cos(ang).float()[None, :, None].to(dev)
-        self.sin = torch.sin(ang).float()[None, :, None].to(dev)
         self.amp = precision == "bf16"
-        self.loss_fn = torch.compile(self._loss) if compile_ else self._loss
-
-    def _rope(self, x):
-        x0, x1 = x[..., 0::2], x[..., 1::2]
-        c, s = self.cos[:, : x.shape[1]], self.sin[:, : x.shape[1]]
-        return self.torch.stack((x0 * c - x1 * s, x0 * s + x1 * c), -1).flatten(-2).type_as(x)
-
-    def _loss(self, ids, tg):
-        torch, cfg, P = self.torch, self.cfg, self.P
-        F_ = torch.nn.functional
-        B, T = ids.shape
-        H, Hkv, D, F, C = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.ffn, cfg.d_model
-        x = F_.embedding(ids, P["token_embd.weight"])
-        for li in range(cfg.n_layers):
-            w = f"blk.{li}."
-            h = F_.rms_norm(x, (C,), P[w + "attn_norm.weight"], cfg.eps)
-            qkv = F_.linear(h, P[w + "attn_qkv.weight"]).view(B, T, H + 2 * Hkv, D)
-            q, k, v = self._rope(qkv[:, :, :H]), self._rope(qkv[:, :, H:H + Hkv]), qkv[:, :, H + Hkv:]
-            a = F_.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2),
-                                                v.transpose(1, 2), is_causal=True,
-                                                enable_gqa=Hkv != H)
-            x = x + F_.linear(a.transpose(1, 2).reshape(B, T, H * D), P[w + "attn_output.weight"])
-            gu = F_.linear(F_.rms_norm(x, (C,), P[w + "ffn_norm.weight"], cfg.eps),
-                           P[w + "ffn_gate_up.weight"])
-            x = x + F_.linear(F_.silu(gu[..., :F]) * gu[..., F:], P[w + "ffn_down.weight"])
-        z = F_.linear(F_.rms_norm(x, (C,), P["output_norm.weight"], cfg.eps), P["output.weight"])
-        return F_.cross_entropy(z.view(B * T, -1).float(), tg.view(-1))
+        self.loss_fn = torch.compile(self.model.loss) if compile_ else self.model.loss
 
     def step(self, ids, tg) -> float:
         torch = self.torch
