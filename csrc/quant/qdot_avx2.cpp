@@ -14,29 +14,15 @@
 #include <new>
 
 #include "core/half.h"
+#include "kernels/vmath_avx2.h"
 #include "quant/qdot.h"
+#include "quant/qdot_common.h"
 #include "quant/qdot_canon.h"
 
 namespace pylm {
 namespace avx2 {
 
 namespace {
-
-// Software prefetch of the row about 8 KiB (whole rows) ahead: a lone core streaming W from
-// DRAM otherwise stalls between the hardware prefetcher's requests (matvec is memory bound).
-static inline void prefetch_ahead(const uint8_t* row, int64_t ws) {
-    if (ws <= 0) return;
-    const uint8_t* p = row + (ws >= 8192 ? ws : (8192 / ws + 1) * ws);
-    for (int64_t off = 0; off < ws; off += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
-}
-
-static inline float hsum_ps(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 static inline int hsum_epi32(__m256i v) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -279,7 +265,7 @@ struct LegacyRows {
                     lo = _mm256_add_ps(lo, accs[c][0]);
                     hi = _mm256_add_ps(hi, accs[c][1]);
                 }
-                y[c * ldy + n] = hsum_ps(_mm256_add_ps(lo, hi));
+                y[c * ldy + n] = vm_hsum(_mm256_add_ps(lo, hi));
             }
         }
     }
@@ -428,7 +414,7 @@ struct FloatRows {
         }
         for (int r = 0; r < R; ++r)
             for (int c = 0; c < C; ++c)
-                y[c * ldy + r] = hsum_ps(_mm256_add_ps(acc[r][c][0], acc[r][c][1]));
+                y[c * ldy + r] = vm_hsum(_mm256_add_ps(acc[r][c][0], acc[r][c][1]));
     }
 
     template <int C>

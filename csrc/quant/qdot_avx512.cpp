@@ -24,7 +24,9 @@
 #include <cstring>
 #include <new>
 
+#include "kernels/vmath_avx512.h"
 #include "quant/qdot.h"
+#include "quant/qdot_common.h"
 #include "quant/qdot_canon.h"
 
 namespace pylm {
@@ -32,33 +34,12 @@ namespace avx512 {
 
 namespace {
 
-// Software prefetch of the row about 8 KiB (whole rows) ahead: a lone core streaming W from
-// DRAM otherwise stalls between the hardware prefetcher's requests (matvec is memory bound).
-static inline void prefetch_ahead(const uint8_t* row, int64_t ws) {
-    if (ws <= 0) return;
-    const uint8_t* p = row + (ws >= 8192 ? ws : (8192 / ws + 1) * ws);
-    for (int64_t off = 0; off < ws; off += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
-}
-
-static inline uint32_t rd32(const uint8_t* p) {
-    uint32_t v;
-    std::memcpy(&v, p, 4);
-    return v;
-}
-
 static inline __mmask64 bytes_mask(int n) {  // the first n bytes (0 <= n)
     return n >= 64 ? ~(__mmask64)0 : _cvtu64_mask64((1ULL << n) - 1);
 }
 
-// The canonical 16-lane reduction tree (qdot_canon.h).
-static inline float tree16(__m512 v) {
-    const __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
-    __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    b = _mm_add_ps(b, _mm_movehl_ps(b, b));
-    b = _mm_add_ss(b, _mm_movehdup_ps(b));
-    return _mm_cvtss_f32(b);
-}
+// The canonical 16-lane reduction tree (qdot_canon.h) is vmath's vm_hsum.
+static inline float tree16(__m512 v) { return vm_hsum(v); }
 
 // tree16 of four rows at once, y[0..3] = tree16(t0) .. tree16(t3): the same float additions,
 // two rows' halves (then four rows' quarters) side by side in one register.

@@ -17,40 +17,22 @@
 
 #include <cstring>
 
+#include "kernels/vmath_avx2.h"
 #include "quant/qdot.h"
+#include "quant/qdot_common.h"
 
 namespace pylm {
 namespace avx2 {
 
 namespace {
 
-// Software prefetch of the row about 8 KiB (whole rows) ahead: a lone core streaming W from
-// DRAM otherwise stalls between the hardware prefetcher's requests (matvec is memory bound).
-static inline void prefetch_ahead(const uint8_t* row, int64_t ws) {
-    if (ws <= 0) return;
-    const uint8_t* p = row + (ws >= 8192 ? ws : (8192 / ws + 1) * ws);
-    for (int64_t off = 0; off < ws; off += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
-}
-
 // The canonical tree (qdot_kquant_ref.cpp) over lanes lo = 0-7, hi = 8-15.
-static inline float reduce16(__m256 lo, __m256 hi) {
-    const __m256 s8 = _mm256_add_ps(lo, hi);
-    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
-    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
-}
+static inline float reduce16(__m256 lo, __m256 hi) { return vm_hsum(_mm256_add_ps(lo, hi)); }
 
 static inline float h2f(const uint8_t* p) {
     uint16_t v;
     std::memcpy(&v, p, 2);
     return _cvtsh_ss(v);
-}
-
-static inline uint32_t rd32(const uint8_t* p) {
-    uint32_t v;
-    std::memcpy(&v, p, 4);
-    return v;
 }
 
 static inline __m256i ld256(const void* p) {

@@ -18,27 +18,14 @@
 
 #include <cstring>
 
+#include "kernels/vmath_avx512.h"
 #include "quant/qdot.h"
+#include "quant/qdot_common.h"
 
 namespace pylm {
 namespace avx512 {
 
 namespace {
-
-// Software prefetch of the row about 8 KiB (whole rows) ahead: a lone core streaming W from
-// DRAM otherwise stalls between the hardware prefetcher's requests (matvec is memory bound).
-static inline void prefetch_ahead(const uint8_t* row, int64_t ws) {
-    if (ws <= 0) return;
-    const uint8_t* p = row + (ws >= 8192 ? ws : (8192 / ws + 1) * ws);
-    for (int64_t off = 0; off < ws; off += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
-}
-
-static inline uint32_t rd32(const uint8_t* p) {
-    uint32_t v;
-    std::memcpy(&v, p, 4);
-    return v;
-}
 
 static inline __m512i bcast256(const uint8_t* p) {  // 32 bytes into both halves
     return _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
@@ -50,13 +37,8 @@ static inline __m512i counts(int a, int b) {
 }
 
 // The canonical tree (qdot_kquant_ref.cpp): v[i] += v[i+8], v[i] += v[i+4], v[i] += v[i+2],
-// v[0] + v[1].
-static inline float reduce16(__m512 v) {
-    const __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
-    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
-    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
-}
+// v[0] + v[1] -- vmath's vm_hsum.
+static inline float reduce16(__m512 v) { return vm_hsum(v); }
 
 // Per super-block: int16 scales in the low lanes of sc (16 per-16 scales, or 8 per-32 scales
 // for Q4_K/Q5_K), int16 mins / zero-point offsets per 16 weights (mins16), d and dmin.
