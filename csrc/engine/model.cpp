@@ -165,6 +165,20 @@ int64_t Engine::forward(const std::vector<int>& seq_ids, const std::vector<std::
     std::vector<int32_t> pos32(N);
     for (int64_t r = 0; r < N; ++r) pos32[r] = static_cast<int32_t>(row_pos[r]);
 
+    // RoPE tables per distinct base (Gemma 3: local and global layers), built once per forward
+    // and shared by q and k of every layer: [N, rope_dims] cos2 and sin2 (rope_tables).
+    std::vector<std::pair<float, std::vector<float>>> rope_cache;
+    auto rope_for = [&](float base) -> const float* {
+        for (const auto& e : rope_cache)
+            if (e.first == base) return e.second.data();
+        const size_t n = static_cast<size_t>(N) * cfg_.rope_dims;
+        rope_cache.emplace_back(base, std::vector<float>(2 * n));
+        float* t = rope_cache.back().second.data();
+        rope_tables(pos32.data(), N, cfg_.rope_dims, base, cfg_.rope_freq_scale, cfg_.rope_mode, t,
+                    t + n, threads_);
+        return t;
+    };
+
     embed(ids.data(), N, x.data());
     for (int il = 0; il < cfg_.n_layer; ++il) {
         const LayerWeights& L = w_.layers[il];
@@ -174,10 +188,12 @@ int64_t Engine::forward(const std::vector<int>& seq_ids, const std::vector<std::
             rmsnorm_f32(q.data(), static_cast<const float*>(L.q_norm.data), q.data(), N * Hq, D, cfg_.eps, threads_);
         if (L.k_norm)
             rmsnorm_f32(k.data(), static_cast<const float*>(L.k_norm.data), k.data(), N * Hkv, D, cfg_.eps, threads_);
-        rope_f32(q.data(), pos32.data(), N, static_cast<int>(Hq), static_cast<int>(D), cfg_.rope_dims,
-                 L.rope_base, cfg_.rope_freq_scale, cfg_.rope_mode, threads_);
-        rope_f32(k.data(), pos32.data(), N, static_cast<int>(Hkv), static_cast<int>(D), cfg_.rope_dims,
-                 L.rope_base, cfg_.rope_freq_scale, cfg_.rope_mode, threads_);
+        const float* cos2 = rope_for(L.rope_base);
+        const float* sin2 = cos2 + N * cfg_.rope_dims;
+        rope_apply_f32(q.data(), cos2, sin2, N, static_cast<int>(Hq), static_cast<int>(D),
+                       cfg_.rope_dims, cfg_.rope_mode, threads_);
+        rope_apply_f32(k.data(), cos2, sin2, N, static_cast<int>(Hkv), static_cast<int>(D),
+                       cfg_.rope_dims, cfg_.rope_mode, threads_);
         for (int64_t r = 0; r < N; ++r) {
             std::memcpy(kv_.k_row(il, row_seq[r], row_pos[r]), k.data() + r * kvdim, kvdim * sizeof(float));
             std::memcpy(kv_.v_row(il, row_seq[r], row_pos[r]), v.data() + r * kvdim, kvdim * sizeof(float));

@@ -78,15 +78,14 @@ void softmax_f32(const float* x, float* y, int64_t R, int64_t C, float scale, in
     });
 }
 
-void rope_f32(float* x, const int32_t* pos, int64_t T, int H, int D, int n_dims, float base,
-              float freq_scale, int mode, int nthreads) {
-    if (n_dims <= 0 || n_dims % 2 != 0 || n_dims > D)
-        throw std::invalid_argument("rope: n_dims=" + std::to_string(n_dims) +
-                                    " must be even and in [2, D=" + std::to_string(D) + "]");
+void rope_tables(const int32_t* pos, int64_t T, int n_dims, float base, float freq_scale, int mode,
+                 float* cos2, float* sin2, int nthreads) {
+    if (n_dims <= 0 || n_dims % 2 != 0)
+        throw std::invalid_argument("rope: n_dims=" + std::to_string(n_dims) + " must be even and > 0");
     if (mode != kRopeNormal && mode != kRopeNeox)
         throw std::invalid_argument("rope: mode=" + std::to_string(mode) +
                                     " (expected 0 = normal or 2 = neox)");
-    if (T <= 0 || H <= 0) return;
+    if (T <= 0) return;
     const int half = n_dims / 2;
     // theta_i = pos * base^(-2i/n_dims) * freq_scale, all in double: at pos = 32768 a float
     // angle would be off by up to ~2e-3 rad.
@@ -107,10 +106,8 @@ void rope_f32(float* x, const int32_t* pos, int64_t T, int H, int D, int n_dims,
     const std::shared_ptr<const RopeOffsets> offs = rope_offsets(n_dims, base, freq_scale, inv_freq);
     const double* kc = offs->cs.data();                       // [kRopeAnchor][half]
     const double* ks = offs->cs.data() + kRopeAnchor * half;  // [kRopeAnchor][half]
-    const int64_t token_elems = static_cast<int64_t>(H) * D;
-    parallel_for(T, rows_grain(token_elems), nthreads, [&](int64_t b, int64_t e, int) {
-        std::vector<double> ac(half), as(half);         // exact(anchor)
-        std::vector<float> cos2(n_dims), sin2(n_dims);  // [n_dims] normal, [n_dims/2] neox
+    parallel_for(T, rows_grain(16 * n_dims), nthreads, [&](int64_t b, int64_t e, int) {
+        std::vector<double> ac(half), as(half);  // exact(anchor)
         int64_t anchor = INT64_MIN;
         for (int64_t t = b; t < e; ++t) {
             const int64_t p = pos[t];
@@ -119,6 +116,8 @@ void rope_f32(float* x, const int32_t* pos, int64_t T, int H, int D, int n_dims,
                 anchor = p - k;
                 for (int i = 0; i < half; ++i) exact(anchor, i, ac[i], as[i]);
             }
+            float* c2 = cos2 + t * n_dims;
+            float* s2 = sin2 + t * n_dims;
             for (int i = 0; i < half; ++i) {
                 double c = ac[i], s = as[i];
                 if (k != 0) {
@@ -128,18 +127,41 @@ void rope_f32(float* x, const int32_t* pos, int64_t T, int H, int D, int n_dims,
                 }
                 const float cf = static_cast<float>(c), sf = static_cast<float>(s);
                 if (mode == kRopeNeox) {
-                    cos2[i] = cf;
-                    sin2[i] = sf;
+                    c2[i] = cf;
+                    s2[i] = sf;
                 } else {
-                    cos2[2 * i] = cos2[2 * i + 1] = cf;
-                    sin2[2 * i] = -sf;
-                    sin2[2 * i + 1] = sf;
+                    c2[2 * i] = c2[2 * i + 1] = cf;
+                    s2[2 * i] = -sf;
+                    s2[2 * i + 1] = sf;
                 }
             }
-            PYLM_DISPATCH(rope_rotate_f32, x + t * token_elems, cos2.data(), sin2.data(), H, D,
-                          n_dims, mode);
         }
     });
+}
+
+void rope_apply_f32(float* x, const float* cos2, const float* sin2, int64_t T, int H, int D,
+                    int n_dims, int mode, int nthreads) {
+    if (n_dims <= 0 || n_dims % 2 != 0 || n_dims > D)
+        throw std::invalid_argument("rope: n_dims=" + std::to_string(n_dims) +
+                                    " must be even and in [2, D=" + std::to_string(D) + "]");
+    if (T <= 0 || H <= 0) return;
+    const int64_t token_elems = static_cast<int64_t>(H) * D;
+    parallel_for(T, rows_grain(token_elems), nthreads, [&](int64_t b, int64_t e, int) {
+        for (int64_t t = b; t < e; ++t)
+            PYLM_DISPATCH(rope_rotate_f32, x + t * token_elems, cos2 + t * n_dims,
+                          sin2 + t * n_dims, H, D, n_dims, mode);
+    });
+}
+
+void rope_f32(float* x, const int32_t* pos, int64_t T, int H, int D, int n_dims, float base,
+              float freq_scale, int mode, int nthreads) {
+    if (n_dims <= 0 || n_dims % 2 != 0 || n_dims > D)
+        throw std::invalid_argument("rope: n_dims=" + std::to_string(n_dims) +
+                                    " must be even and in [2, D=" + std::to_string(D) + "]");
+    const int64_t rows = T > 0 && H > 0 ? T : 0;
+    std::vector<float> cos2(static_cast<size_t>(rows) * n_dims), sin2(cos2.size());
+    rope_tables(pos, rows, n_dims, base, freq_scale, mode, cos2.data(), sin2.data(), nthreads);
+    rope_apply_f32(x, cos2.data(), sin2.data(), rows, H, D, n_dims, mode, nthreads);
 }
 
 }  // namespace pylm

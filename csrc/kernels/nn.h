@@ -41,6 +41,15 @@ void rmsnorm_f32(const float* x, const float* w, float* y, int64_t R, int64_t C,
 void rope_f32(float* x, const int32_t* pos, int64_t T, int H, int D, int n_dims, float base,
               float freq_scale, int mode, int nthreads = 0);
 
+// rope_f32 in two steps, for callers that rotate several tensors at the same positions (the
+// engine: q and k of every layer): rope_tables fills cos2/sin2 [T, n_dims] (the per-token tables
+// of rope_rotate_f32 below, neox using the first n_dims/2 of each row); rope_apply_f32 rotates
+// x [T, H, D] with them. rope_f32 == rope_tables + rope_apply_f32, bit for bit.
+void rope_tables(const int32_t* pos, int64_t T, int n_dims, float base, float freq_scale, int mode,
+                 float* cos2, float* sin2, int nthreads = 0);
+void rope_apply_f32(float* x, const float* cos2, const float* sin2, int64_t T, int H, int D,
+                    int n_dims, int mode, int nthreads = 0);
+
 // x, y: [R, C]; y[r] = softmax(scale * x[r]). y == x allowed. -inf entries (masks) get 0;
 // a row that is entirely -inf gives all zeros (not NaN); NaN inputs make the row NaN.
 void softmax_f32(const float* x, float* y, int64_t R, int64_t C, float scale = 1.0f,
