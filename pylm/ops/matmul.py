@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
-from . import _device
+from ..cuda._ext import is_device_array
 
 __all__ = ["gemm", "matmul"]
 
@@ -50,7 +50,7 @@ def matmul(
         ValueError: wrong dtype (not float32), wrong rank, or shapes that do not align.
         RuntimeError: device arrays but no usable GPU (never a silent CPU fallback).
     """
-    if _device.is_device(a) or _device.is_device(b):
+    if is_device_array(a) or is_device_array(b):
         if len(getattr(a, "shape", ())) != 2:
             raise ValueError(f"matmul: device a must be 2-D, got shape {tuple(a.shape)}")
         if accumulate and out is None:
@@ -97,17 +97,16 @@ def gemm(
         ValueError: not device arrays, mismatched dtypes or shapes.
         RuntimeError: no usable GPU, or pylm built without CUDA.
     """
-    from ..cuda import _module
+    from ..cuda import ops as cuda_ops
+    from ..cuda._ext import module
+    from ..cuda.stream import resolve_stream
 
-    cuda = _module()
-    va, vb = _device.view(a, "a"), _device.view(b, "b")
     if c is None:
         if len(a.shape) != 2 or len(b.shape) != 2:
             raise ValueError(f"gemm: a and b must be 2-D, got {tuple(a.shape)} and {tuple(b.shape)}")
         m = a.shape[1] if trans_a else a.shape[0]
         n = b.shape[0] if trans_b else b.shape[1]
-        c = _device.empty_like_lib(a, (m, n), out_dtype or _device.dtype_name(a))
-    vc = _device.view(c, "c")
-    cuda.gemm(va, vb, vc, bool(trans_a), bool(trans_b), float(alpha), float(beta),
-              _device.stream_of(a, stream))
-    return c
+        c = cuda_ops._empty_like(a, (m, n), out_dtype or cuda_ops.describe(a)["dtype"])
+    s = resolve_stream(stream, a)
+    module().gemm(a, b, c, bool(trans_a), bool(trans_b), float(alpha), float(beta), s)
+    return cuda_ops._mark(c, s)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
-from . import _device
+from ..cuda._ext import is_device_array
 
 __all__ = ["qmatmul", "qmatvec"]
 
@@ -69,7 +69,7 @@ def qmatmul(
     n, k = _as_shape(shape)
     if isinstance(qtype, np.integer):
         qtype = int(qtype)
-    if _device.is_device(x) or _device.is_device(w_raw):
+    if is_device_array(x) or is_device_array(w_raw):
         return _qmatmul_device(x, w_raw, qtype, n, k, out, accumulate, stream)
     if accumulate and out is None:
         raise ValueError("qmatmul: accumulate=True needs out=")
@@ -93,22 +93,22 @@ def qmatmul(
 
 
 def _qmatmul_device(x, w_raw, qtype, n, k, out, accumulate, stream):
-    from ..cuda import _module
+    from ..cuda import ops as cuda_ops
+    from ..cuda._ext import module
+    from ..cuda.stream import resolve_stream
 
-    cuda = _module()
     if hasattr(qtype, "name") and not isinstance(qtype, str):  # gguf.GGMLQuantizationType
         qtype = int(qtype)
-    vx, vw = _device.view(x, "x"), _device.view(w_raw, "w_raw")
     if len(x.shape) not in (1, 2):
         raise ValueError(f"qmatmul: x must be 1-D or 2-D, got shape {tuple(x.shape)}")
     if out is None:
         if accumulate:
             raise ValueError("qmatmul: accumulate=True needs out=")
         shape = (n,) if len(x.shape) == 1 else (x.shape[0], n)
-        out = _device.empty_like_lib(x, shape, "float32")
-    cuda.qmatmul(vw, qtype, n, k, vx, _device.view(out, "out"), bool(accumulate),
-                 _device.stream_of(x, stream))
-    return out
+        out = cuda_ops._empty_like(x, shape, "float32")
+    s = resolve_stream(stream, x)
+    module().qmatmul(w_raw, qtype, n, k, x, out, bool(accumulate), s)
+    return cuda_ops._mark(out, s)
 
 
 def qmatvec(x, w_raw, qtype, shape, threads: int = 0) -> np.ndarray:

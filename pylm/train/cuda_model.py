@@ -22,23 +22,12 @@ import math
 
 import numpy as np
 
+from ..model import parse_device  # noqa: F401 - re-exported for Trainer and the CLI
 from .config import LlamaConfig
 from .optim import decay_segments
 from .params import ParamBuffer, init_params
 
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16"}
-
-
-def parse_device(device: str) -> tuple[str, int]:
-    """'cpu' -> ('cpu', 0); 'cuda' / 'cuda:N' -> ('cuda', N). ValueError otherwise."""
-    d = str(device).strip().lower()
-    if d == "cpu":
-        return "cpu", 0
-    if d == "cuda":
-        return "cuda", 0
-    if d.startswith("cuda:") and d[5:].isdigit():
-        return "cuda", int(d[5:])
-    raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:N', got {device!r}")
 
 
 def _cuda_module(index: int):
