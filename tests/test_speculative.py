@@ -285,3 +285,19 @@ def test_gamma_controller_escapes_gamma_one_when_everything_is_accepted():
         g = ctl.gamma
         ctl.update(g, g, 0.4 * t * g, g, t * (1 + 0.05 * g))
     assert ctl.gamma >= 5
+
+
+def test_gamma_controller_keeps_gamma_after_a_fully_accepted_start():
+    # The bench pair's costs (draft 0.37x a step, verification +6.5% per extra token). A first
+    # round that accepts all 5 proposals is evidence for a high alpha, not against it: the
+    # old Laplace estimate (6/7 = 0.86) cut gamma to 1 and spent a dozen rounds regrowing it.
+    from pylm.speculative import GammaController
+
+    ctl = GammaController(5, 10, True)
+    t = 0.010
+    seen = []
+    for _ in range(4):
+        g = ctl.gamma
+        ctl.update(g, g, 0.37 * t * g, g, t * (1 + 0.065 * g))
+        seen.append(ctl.gamma)
+    assert min(seen) >= 4, seen

@@ -503,8 +503,21 @@ struct FloatRows {
                 for (int r = 0; r < R; ++r) acc[r][c] = _mm512_fmadd_ps(wv[r], xv, acc[r][c]);
             }
         }
-        for (int r = 0; r < R; ++r)
-            for (int c = 0; c < C; ++c) y[c * ldy + r] = tree16(acc[r][c]);
+        store_trees<R, C>(acc, y, ldy);
+    }
+
+    // y[c * ldy + r] = tree16(acc[r][c]), four accumulators per tree16x4 (same additions).
+    template <int R, int C>
+    static inline __attribute__((always_inline)) void store_trees(const __m512 (*acc)[C],
+                                                                  float* y, int64_t ldy) {
+        constexpr int kN = R * C, kQuads = kN / 4;
+        alignas(16) float t[kQuads * 4 + 4];
+        for (int q = 0; q < kQuads; ++q)
+            tree16x4(acc[(4 * q) / C][(4 * q) % C], acc[(4 * q + 1) / C][(4 * q + 1) % C],
+                     acc[(4 * q + 2) / C][(4 * q + 2) % C], acc[(4 * q + 3) / C][(4 * q + 3) % C],
+                     t + 4 * q);
+        for (int i = kQuads * 4; i < kN; ++i) t[i] = tree16(acc[i / C][i % C]);
+        for (int i = 0; i < kN; ++i) y[(i % C) * ldy + i / C] = t[i];
     }
 
     template <int C>
