@@ -447,6 +447,7 @@ struct LegacyRows {
 // ---- float weights: 16 at a time, masked tail, R weight rows x C activation rows -----------
 
 struct F32W {
+    static constexpr int kBytes = 4;
     static inline __m512 load(const uint8_t* w, int64_t k) {
         return _mm512_loadu_ps(reinterpret_cast<const float*>(w) + k);
     }
@@ -455,6 +456,7 @@ struct F32W {
     }
 };
 struct F16W {
+    static constexpr int kBytes = 2;
     static inline __m512 load(const uint8_t* w, int64_t k) {
         return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 2 * k)));
     }
@@ -463,6 +465,7 @@ struct F16W {
     }
 };
 struct BF16W {
+    static constexpr int kBytes = 2;
     static inline __m512 widen(__m256i h) {
         return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
     }
@@ -481,12 +484,18 @@ struct FloatRows {
     template <int R, int C>
     static inline __attribute__((always_inline)) void block(int64_t K, const uint8_t* w,
                                                             int64_t ws, const float* const* x,
-                                                            float* y, int64_t ldy) {
+                                                            float* y, int64_t ldy, bool pf) {
         __m512 acc[R][C];
         for (int r = 0; r < R; ++r)
             for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
         int64_t k = 0;
         for (; k + 16 <= K; k += 16) {
+            // The next block's rows, one 64-byte line per row as this block's reads cross one
+            // (spread over the loop: a burst of prefetches before each block stalls it).
+            if (pf && (k * T::kBytes) % 64 == 0)
+                for (int r = 0; r < R; ++r)
+                    _mm_prefetch(reinterpret_cast<const char*>(w + (R + r) * ws + k * T::kBytes),
+                                 _MM_HINT_T0);
             __m512 wv[R];
             for (int r = 0; r < R; ++r) wv[r] = T::load(w + r * ws, k);
             for (int c = 0; c < C; ++c) {
@@ -528,15 +537,10 @@ struct FloatRows {
         const float* x[C];
         for (int c = 0; c < C; ++c) x[c] = reinterpret_cast<const float*>(act[c]);
         int64_t n = 0;
-        for (; n + R <= N; n += R) {
-            // NOTE: a burst of R rows' prefetches costs the matvec more than it saves (measured)
-            if (C > 1)
-                for (int r = 0; r < R; ++r) prefetch_ahead(w + (n + r) * ws, ws);
-            block<R, C>(K, w + n * ws, ws, x, y + n, ldy);
-        }
+        for (; n + R <= N; n += R) block<R, C>(K, w + n * ws, ws, x, y + n, ldy, n + 2 * R <= N);
         for (; n < N; ++n) {
             prefetch_ahead(w + n * ws, ws);
-            block<1, C>(K, w + n * ws, ws, x, y + n, ldy);
+            block<1, C>(K, w + n * ws, ws, x, y + n, ldy, false);
         }
     }
 
