@@ -347,6 +347,7 @@ struct LegacyRows {
 // ---- float weights: 16 lanes as two __m256 per (weight row, activation row) ----------------
 
 struct F32W {
+    static constexpr int kBytes = 4;
     static inline __m256 load8(const uint8_t* w, int64_t k) {
         return _mm256_loadu_ps(reinterpret_cast<const float*>(w) + k);
     }
@@ -355,6 +356,7 @@ struct F32W {
     }
 };
 struct F16W {
+    static constexpr int kBytes = 2;
     static inline __m256 load8(const uint8_t* w, int64_t k) {
         return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 2 * k)));
     }
@@ -365,6 +367,7 @@ struct F16W {
     }
 };
 struct BF16W {
+    static constexpr int kBytes = 2;
     static inline __m256 load8(const uint8_t* w, int64_t k) {
         const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 2 * k));
         return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
@@ -381,12 +384,17 @@ struct FloatRows {
     template <int R, int C>
     static inline __attribute__((always_inline)) void block(int64_t K, const uint8_t* w,
                                                             int64_t ws, const float* const* x,
-                                                            float* y, int64_t ldy) {
+                                                            float* y, int64_t ldy, bool pf) {
         __m256 acc[R][C][2];
         for (int r = 0; r < R; ++r)
             for (int c = 0; c < C; ++c) acc[r][c][0] = acc[r][c][1] = _mm256_setzero_ps();
         int64_t k = 0;
         for (; k + 16 <= K; k += 16) {
+            // The next block's rows, a line per row as this block's reads cross one.
+            if (pf && (k * T::kBytes) % 64 == 0)
+                for (int r = 0; r < R; ++r)
+                    _mm_prefetch(reinterpret_cast<const char*>(w + (R + r) * ws + k * T::kBytes),
+                                 _MM_HINT_T0);
             __m256 w0[R], w1[R];
             for (int r = 0; r < R; ++r) {
                 w0[r] = T::load8(w + r * ws, k);
@@ -424,13 +432,10 @@ struct FloatRows {
         const float* x[C];
         for (int c = 0; c < C; ++c) x[c] = reinterpret_cast<const float*>(act[c]);
         int64_t n = 0;
-        for (; n + R <= N; n += R) {
-            for (int r = 0; r < R; ++r) prefetch_ahead(w + (n + r) * ws, ws);
-            block<R, C>(K, w + n * ws, ws, x, y + n, ldy);
-        }
+        for (; n + R <= N; n += R) block<R, C>(K, w + n * ws, ws, x, y + n, ldy, n + 2 * R <= N);
         for (; n < N; ++n) {
             prefetch_ahead(w + n * ws, ws);
-            block<1, C>(K, w + n * ws, ws, x, y + n, ldy);
+            block<1, C>(K, w + n * ws, ws, x, y + n, ldy, false);
         }
     }
 
