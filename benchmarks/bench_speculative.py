@@ -11,7 +11,10 @@ Method (greedy, fixed γ, end-of-generation ignored so every run makes n tokens)
 - v: target time of one (γ+1)-token verification forward / one single-token step: the formula
   assumes v = 1; a refined prediction divides by (γc + v) instead of (γc + 1);
 - α: accepted / examined proposals (examined: up to and including each round's first rejection);
-- n-gram prompt lookup on a prompt that asks to repeat a given text (c ≈ 0).
+- n-gram prompt lookup on a prompt that asks to repeat a given text (c ≈ 0);
+- per row, the same costs inside the speculative runs (c_in_run, v_in_run: the draft's step
+  there also pays for catch-up calls, its sampler and a cache the target has just swept) and
+  the share of decode time outside both models' forwards.
 Wall-clock times by default; on a shared machine use -t 1 --clock cpu (this process's CPU time,
 which excludes time spent waiting for a core; exact only with one thread).
 """
@@ -125,15 +128,29 @@ def bench(args) -> dict:
         calls = sum(r.stats.target_calls for r in res)
         tpc = sum(r.stats.generated_tokens - 1 for r in res) / calls
         c = out.get("c", 0.0) if kind.startswith("draft") else 0.0
+        # The same costs as they were inside the speculative runs: a draft step's mean time
+        # (catch-up calls, its sampler, and the target's weights having evicted the draft's from
+        # the cache included) and a verification's, over the isolated target step; and the share
+        # of the decode time spent outside both forwards (Python, sampling, verification).
+        n_dc = sum(r.stats.draft_calls for r in res)
+        c_run = sum(r.stats.draft_s for r in res) / n_dc / t_tgt if n_dc else 0.0
+        v_run = sum(r.stats.target_s for r in res) / calls / t_tgt
+        fwd_s = sum(r.stats.draft_s + r.stats.target_s for r in res)
+        other = 1.0 - fwd_s / sum(r.stats.decode_s for r in res)
         row = {"kind": kind, "gamma": g, "alpha": alpha, "tokens_per_target_call": tpc,
                "tokens_per_call_predicted": predicted(alpha, g, 0.0), "v": v, "tps": tps,
                "speedup": tps / ref_tps, "predicted": predicted(alpha, g, c),
-               "predicted_refined": predicted(alpha, g, c, v), "identical_to_greedy": same}
+               "predicted_refined": predicted(alpha, g, c, v), "identical_to_greedy": same,
+               "c_in_run": c_run, "v_in_run": v_run, "other_share": other,
+               "predicted_in_run": predicted(alpha, g, c_run)}
         row["measured_over_predicted"] = row["speedup"] / row["predicted"]
         out["rows"].append(row)
         print(f"{kind:14s} γ={g}: α={alpha:.3f} tok/call={tpc:.2f} (pred {row['tokens_per_call_predicted']:.2f}) "
               f"v={v:.2f} {tps:.1f} tok/s speedup {row['speedup']:.2f}x, predicted {row['predicted']:.2f}x "
-              f"(refined {row['predicted_refined']:.2f}x), identical={same}", file=sys.stderr)
+              f"(refined {row['predicted_refined']:.2f}x), identical={same}\n"
+              f"{'':14s}   in the run: c={c_run:.3f} v={v_run:.2f} outside forwards "
+              f"{100 * other:.1f}%, formula with c_run {row['predicted_in_run']:.2f}x",
+              file=sys.stderr)
     return out
 
 
