@@ -10,7 +10,7 @@ from pylm.ops import matmul
 
 # (M, N, K): tiny, odd, decode-sized (M <= 16 takes the unpacked path), microkernel edges
 # (14 x 32 and 6 x 16 tiles, +-1), K across the 256-deep blocks and not a multiple of 8/16,
-# N across the 4096-column block, M across the 3584-row block.
+# wide N, M across the 3584-row block.
 SHAPES = [
     (1, 1, 1),
     (2, 3, 4),
@@ -77,6 +77,16 @@ def test_matmul_transpose_a(isa, M, N, K, transpose_b):
     b = rand(rng, N, K) if transpose_b else rand(rng, K, N)
     c = matmul(a, b, transpose_b=transpose_b, transpose_a=True)
     check(c, a.T.astype(np.float64), (b.T if transpose_b else b).astype(np.float64))
+
+
+def test_matmul_weight_gradient_shape(isa):
+    # dW = dy^T @ x with a long K: op(B) packed for every K block exceeds one packed block
+    # (8 MiB), so N is split into two column blocks; tasks tile rows and columns.
+    rng = np.random.default_rng(2050)
+    dy, x = rand(rng, 2050, 40), rand(rng, 2050, 1000)
+    c1 = matmul(dy, x, transpose_a=True, threads=1)
+    check(c1, dy.T.astype(np.float64), x.astype(np.float64))
+    np.testing.assert_array_equal(c1, matmul(dy, x, transpose_a=True, threads=2))
 
 
 def test_matmul_views_without_copy(isa):

@@ -42,9 +42,14 @@ const IsaGemm* isa_gemm(Isa isa) {
 
 // Block sizes. KC: one B micro-panel (KC x NR) fits L1 next to the streaming A panel.
 constexpr int64_t kKC = 256;
-constexpr int64_t kMaxPackedB = 1 << 20;  // floats of op(B) packed at once (4 MiB)
-constexpr int64_t kTileMPanels = 8;       // rows per task: up to 8 * MR
-constexpr int64_t kMinTileNPanels = 4;    // column tiles (only when rows alone are too few)
+// Floats of op(B) packed at once (8 MiB). Tasks tile the columns, so a block larger than L2
+// costs nothing; splitting N (688 columns of weight gradients: K = 2048) costs a second pack
+// pass and barrier, and a narrow last block.
+constexpr int64_t kMaxPackedB = 1 << 21;
+constexpr int64_t kTileMPanels = 8;     // rows per task: up to 8 * MR
+constexpr int64_t kMinTileMPanels = 4;  // rows kept before tiling columns (B reuse per load)
+constexpr int64_t kMinTileNPanels = 4;  // column tiles (only when rows alone are too few)
+constexpr int64_t kPackBPanels = 8;     // op(B) panels packed per pack call (whole rows read)
 // Tasks per thread wanted in a pass: with dynamic claims the last one leaves the other
 // threads idle for up to a task, so a pass of 2 threads x 3 tasks loses a sixth.
 constexpr int64_t kTasksPerThread = 16;
@@ -110,9 +115,9 @@ void gemm_blocked(const GemmArgs& g, const IsaGemm& k, int nthreads) {
     const int64_t MR = k.mr, NR = k.nr;
     const int64_t npk = ceil_div(g.K, kKC);  // K blocks
     // Columns per op(B) block: all of N when op(B) packed for every K block stays under
-    // kMaxPackedB floats, else a multiple of NR that does.
-    int64_t nc_max = (kMaxPackedB / (npk * kKC)) / NR * NR;
-    if (nc_max < NR) nc_max = NR;
+    // kMaxPackedB floats, else N split evenly into blocks (multiples of NR) that do.
+    const int64_t nblk = ceil_div(g.N * npk * kKC, kMaxPackedB);
+    int64_t nc_max = ceil_div(ceil_div(g.N, nblk), NR) * NR;
     if (nc_max > g.N) nc_max = g.N;
     const int64_t nbp_max = ceil_div(nc_max, NR) * NR;  // padded block width
     float* Bp = t_scratch.get(static_cast<size_t>(nbp_max * npk * kKC));
@@ -121,29 +126,37 @@ void gemm_blocked(const GemmArgs& g, const IsaGemm& k, int nthreads) {
         const int64_t nc = g.N - jc < nc_max ? g.N - jc : nc_max;
         const int64_t npb = ceil_div(nc, NR), ncp = npb * NR;
         // Pack op(B)[:, jc:jc+nc] for every K block (block p at Bp + p * KC * ncp, its panels
-        // [kc][NR] at + c * kc). One pass, shared by every task below.
-        parallel_for(npk * npb, 4, nthreads, [&](int64_t b, int64_t e, int) {
+        // [kc][NR] at + c * kc), kPackBPanels panels per item. One pass, shared by every task
+        // below.
+        const int64_t GW = kPackBPanels * NR, ng = ceil_div(nc, GW);
+        parallel_for(npk * ng, 1, nthreads, [&](int64_t b, int64_t e, int) {
             for (int64_t it = b; it < e; ++it) {
-                const int64_t p = it / npb, c = (it % npb) * NR, pc = p * kKC;
+                const int64_t p = it / ng, c = (it % ng) * GW, pc = p * kKC;
                 const int64_t kc = g.K - pc < kKC ? g.K - pc : kKC;
-                k.pack_b(g, jc + c, nc - c < NR ? nc - c : NR, pc, kc, Bp + pc * ncp + c * kc);
+                k.pack_b(g, jc + c, nc - c < GW ? nc - c : GW, pc, kc, Bp + pc * ncp + c * kc);
             }
         });
         // Tasks: blocks of mc rows of C across all nc columns; each packs its own op(A)
         // rows per K block into a per-thread buffer (L2-sized) and runs the macro-kernel
         // over the whole op(B) block, K blocks in order (so the sum order per element is
-        // fixed by the shape alone). Fewer rows per task, down to 2 panels, and then column
-        // tiles, when there would be too few tasks to keep every thread busy to the end.
+        // fixed by the shape alone). When there would be too few tasks to keep every thread
+        // busy to the end: fewer rows per task down to kMinTileMPanels (each B micro-panel
+        // brought into L1 serves that many A panels), then column tiles, then rows down to 2
+        // panels.
         int64_t mc = kTileMPanels * MR, mt = ceil_div(g.M, mc), nct = ncp, nt = 1;
         const int64_t per_thread = npk >= kLongKBlocks ? kTasksPerThreadLongK : kTasksPerThread;
         const int64_t want = nthreads > 1 ? per_thread * nthreads : 1;
-        while (mt * nt < want && mc > 2 * MR) {
+        while (mt * nt < want && mc > kMinTileMPanels * MR) {
             mc -= MR;
             mt = ceil_div(g.M, mc);
         }
         while (mt * nt < want && nct > kMinTileNPanels * NR) {
             nct = (nct / 2 + NR - 1) / NR * NR;
             nt = ceil_div(nc, nct);
+        }
+        while (mt * nt < want && mc > 2 * MR) {
+            mc -= MR;
+            mt = ceil_div(g.M, mc);
         }
         // Even row tasks (whole panels spread over mt tasks): no short last task that leaves
         // the other threads idle for most of a task.

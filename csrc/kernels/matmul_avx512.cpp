@@ -232,23 +232,38 @@ void gemm_pack_a(const GemmArgs& g, int64_t m0, int64_t mlen, int64_t k0, int64_
 }
 
 void gemm_pack_b(const GemmArgs& g, int64_t n0, int64_t nlen, int64_t k0, int64_t kc, float* Bp) {
+    if (!g.trans_b) {
+        // B is [K, N]: a panel row is 32 contiguous floats. Walk B row by row, each row across
+        // every panel, so that reads stream through whole rows (panel by panel, each k would
+        // touch two lines of a row far from the last: long K makes that a cache miss each).
+        const float* b = g.B + k0 * g.ldb + n0;
+        const int64_t full = nlen / NR * NR;
+        const int64_t tail = nlen - full;
+        const __mmask16 m0 = tail_mask(tail), m1 = tail_mask(tail > 16 ? tail - 16 : 0);
+        for (int64_t k = 0; k < kc; ++k, b += g.ldb) {
+            if (k + 4 < kc)
+                for (int64_t l = 0; l < nlen; l += 16)
+                    _mm_prefetch(reinterpret_cast<const char*>(b + 4 * g.ldb + l), _MM_HINT_T0);
+            float* dst = Bp + k * NR;
+            int64_t p = 0;
+            for (; p < full; p += NR, dst += NR * kc) {
+                _mm512_storeu_ps(dst, _mm512_loadu_ps(b + p));
+                _mm512_storeu_ps(dst + 16, _mm512_loadu_ps(b + p + 16));
+            }
+            if (p < nlen) {
+                _mm512_storeu_ps(dst, _mm512_maskz_loadu_ps(m0, b + p));
+                _mm512_storeu_ps(dst + 16, _mm512_maskz_loadu_ps(m1, b + p + 16));
+            }
+        }
+        return;
+    }
     for (int64_t p = 0; p < nlen; p += NR, Bp += NR * kc) {
         const int64_t cols = nlen - p < NR ? nlen - p : NR;
-        if (!g.trans_b) {
-            // B is [K, N]: a panel row is 32 contiguous floats.
-            const __mmask16 m0 = tail_mask(cols), m1 = tail_mask(cols > 16 ? cols - 16 : 0);
-            const float* b = g.B + k0 * g.ldb + n0 + p;
-            for (int64_t k = 0; k < kc; ++k, b += g.ldb) {
-                _mm512_storeu_ps(Bp + k * NR, _mm512_maskz_loadu_ps(m0, b));
-                _mm512_storeu_ps(Bp + k * NR + 16, _mm512_maskz_loadu_ps(m1, b + 16));
-            }
-        } else {
-            // B is [N, K]: transpose `cols` rows of B into the k-major panel, 16 at a time.
-            const float* b = g.B + (n0 + p) * g.ldb + k0;
-            pack_transposed(b, g.ldb, cols, kc, Bp, NR, 0xFFFF);
-            pack_transposed(cols > 16 ? b + 16 * g.ldb : b, g.ldb, cols - 16, kc, Bp + 16, NR,
-                            0xFFFF);
-        }
+        // B is [N, K]: transpose `cols` rows of B into the k-major panel, 16 at a time.
+        const float* b = g.B + (n0 + p) * g.ldb + k0;
+        pack_transposed(b, g.ldb, cols, kc, Bp, NR, 0xFFFF);
+        pack_transposed(cols > 16 ? b + 16 * g.ldb : b, g.ldb, cols - 16, kc, Bp + 16, NR,
+                        0xFFFF);
     }
 }
 
