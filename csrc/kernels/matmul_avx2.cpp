@@ -40,10 +40,11 @@ static inline __m256 load_part(const float* p, int64_t n) {
     return _mm256_maskload_ps(p, lane_mask(n));
 }
 
-// C[0:ROWS, 0:nvalid] = Ap @ Bp + beta * C over kc steps (Ap rows MR apart).
+// C[0:ROWS, 0:nvalid] = Ap @ Bp + beta * C over kc steps (Ap rows MR apart). Bnext (or null):
+// the next B micro-panel, prefetched into L2 one line per k.
 template <int ROWS>
 static inline void ukernel(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc,
-                           int64_t nvalid, float beta) {
+                           int64_t nvalid, float beta, const float* Bnext) {
     __m256 c0[ROWS], c1[ROWS];
 #pragma GCC unroll 6
     for (int i = 0; i < ROWS; ++i) {
@@ -52,6 +53,10 @@ static inline void ukernel(int64_t kc, const float* Ap, const float* Bp, float* 
         _mm_prefetch(reinterpret_cast<const char*>(C + i * ldc), _MM_HINT_T0);
     }
     for (int64_t k = 0; k < kc; ++k) {
+        if (Bnext) {
+            _mm_prefetch(reinterpret_cast<const char*>(Bnext), _MM_HINT_T1);
+            Bnext += NR;
+        }
         const __m256 b0 = _mm256_loadu_ps(Bp);
         const __m256 b1 = _mm256_loadu_ps(Bp + 8);
 #pragma GCC unroll 6
@@ -70,7 +75,8 @@ static inline void ukernel(int64_t kc, const float* Ap, const float* Bp, float* 
     }
 }
 
-typedef void (*UkernelFn)(int64_t, const float*, const float*, float*, int64_t, int64_t, float);
+typedef void (*UkernelFn)(int64_t, const float*, const float*, float*, int64_t, int64_t, float,
+                          const float*);
 
 static const UkernelFn kUkernels[MR + 1] = {
     nullptr, ukernel<1>, ukernel<2>, ukernel<3>, ukernel<4>, ukernel<5>, ukernel<6>,
@@ -233,7 +239,9 @@ void gemm_macro(int64_t mlen, int64_t nlen, int64_t kc, const float* Ap, const f
         const float* bp = Bp + j * kc;
         for (int64_t i = 0; i < mlen; i += MR) {
             const int rows = mlen - i < MR ? (int)(mlen - i) : MR;
-            kUkernels[rows](kc, Ap + i * kc, bp, C + i * ldc + j, ldc, nlen - j, beta);
+            // the first A panel's pass brings the next B micro-panel into L2 (see avx512)
+            const float* bnext = i == 0 && j + NR < nlen ? bp + NR * kc : nullptr;
+            kUkernels[rows](kc, Ap + i * kc, bp, C + i * ldc + j, ldc, nlen - j, beta, bnext);
         }
     }
 }

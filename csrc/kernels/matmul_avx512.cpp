@@ -46,6 +46,7 @@ struct TileOut {
     float* C;
     int64_t ldc, nvalid;
     float beta;
+    const float* Bnext;  // the next B micro-panel to prefetch into L2 during the loop, or null
 };
 
 // C[0:ROWS, 0:nvalid] = Ap @ Bp + beta * C over kc steps. Ap rows are MR apart (packed
@@ -67,7 +68,13 @@ static void ukernel(int64_t kc, const float* Ap, const float* Bp, const TileOut*
         c0[i] = _mm512_setzero_ps();
         c1[i] = _mm512_setzero_ps();
     }
+    const char* bn = reinterpret_cast<const char*>(out->Bnext);
     for (int64_t k = 0; k < kc; ++k) {
+        if (bn) {  // two lines (one k row of the next panel) per k
+            _mm_prefetch(bn, _MM_HINT_T1);
+            _mm_prefetch(bn + 64, _MM_HINT_T1);
+            bn += NR * sizeof(float);
+        }
         const __m512 b0 = _mm512_loadu_ps(Bp);
         const __m512 b1 = _mm512_loadu_ps(Bp + 16);
 #pragma GCC unroll 14
@@ -274,7 +281,11 @@ void gemm_macro(int64_t mlen, int64_t nlen, int64_t kc, const float* Ap, const f
         const float* bp = Bp + j * kc;
         for (int64_t i = 0; i < mlen; i += MR) {
             const int rows = mlen - i < MR ? (int)(mlen - i) : MR;
-            const TileOut out = {C + i * ldc + j, ldc, nlen - j, beta};
+            // The first A panel's pass also brings the next B micro-panel into L2: half of the
+            // packed B was packed by the other thread (its L2), and a first pass that waits on
+            // those lines from L3 runs at a fraction of the FMA rate.
+            const float* bnext = i == 0 && j + NR < nlen ? bp + NR * kc : nullptr;
+            const TileOut out = {C + i * ldc + j, ldc, nlen - j, beta, bnext};
             kUkernels[rows](kc, Ap + i * kc, bp, &out);
         }
     }
