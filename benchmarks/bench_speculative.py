@@ -11,6 +11,8 @@ Method (greedy, fixed γ, end-of-generation ignored so every run makes n tokens)
 - v: target time of one (γ+1)-token verification forward / one single-token step: the formula
   assumes v = 1; a refined prediction divides by (γc + v) instead of (γc + 1);
 - α: accepted / examined proposals (examined: up to and including each round's first rejection);
+- with --draft-head-rows N, the draft pair again with the draft's output head cut to token ids
+  < N (FR-Spec: BPE ids follow merge order, i.e. frequency), c measured that way too;
 - n-gram prompt lookup on a prompt that asks to repeat a given text (c ≈ 0);
 - per row, the same costs inside the speculative runs (c_in_run, v_in_run: the draft's step
   there also pays for catch-up calls, its sampler and a cache the target has just swept) and
@@ -87,6 +89,11 @@ def bench(args) -> dict:
     out["target_step_s"] = t_tgt
     if draft is not None:
         out["c"] = step_time(draft, 16) / t_tgt
+        if args.draft_head_rows:
+            draft.head_rows = args.draft_head_rows
+            out["c_fr"] = step_time(draft, 16) / t_tgt
+            out["draft_head_rows"] = args.draft_head_rows
+            draft.head_rows = draft.n_vocab
     prompts = PROMPTS
     chat = [{"role": "user", "content": "Repeat this code exactly, then say done:\n\n" + REPEAT_TEXT}]
     repeat_prompt = target.apply_chat_template(chat) if target.metadata.get("tokenizer.chat_template") \
@@ -112,6 +119,8 @@ def bench(args) -> dict:
     cases = []
     if draft is not None:
         cases += [("draft", g, draft, prompts, base_tps, base_res) for g in args.gamma]
+        if args.draft_head_rows:
+            cases += [("draft-fr", g, draft, prompts, base_tps, base_res) for g in args.gamma]
         cases += [("draft+adaptive", max(args.gamma), draft, prompts, base_tps, base_res)]
     rep_tps, rep_res = median_tps([repeat_prompt])
     out["baseline_repeat_tps"] = rep_tps
@@ -128,6 +137,10 @@ def bench(args) -> dict:
         calls = sum(r.stats.target_calls for r in res)
         tpc = sum(r.stats.generated_tokens - 1 for r in res) / calls
         c = out.get("c", 0.0) if kind.startswith("draft") else 0.0
+        if draft is not None:  # the FR-Spec rows: the draft's head cut to a vocabulary prefix
+            fr = kind.startswith("draft-fr")
+            draft.head_rows = args.draft_head_rows if fr else draft.n_vocab
+            c = out["c_fr"] if fr else c
         # The same costs as they were inside the speculative runs: a draft step's mean time
         # (catch-up calls, its sampler, and the target's weights having evicted the draft's from
         # the cache included) and a verification's, over the isolated target step; and the share
@@ -163,6 +176,9 @@ def main(argv=None) -> int:
     ap.add_argument("-n", type=int, default=96, help="tokens per generation")
     ap.add_argument("-r", "--reps", type=int, default=1)
     ap.add_argument("--gamma", type=int, nargs="+", default=[2, 4, 6])
+    ap.add_argument("--draft-head-rows", type=int, default=None, metavar="N",
+                    help="also run the draft pair with the draft's head cut to token ids < N "
+                         "(FR-Spec), with its own c")
     ap.add_argument("--ngram-gamma", type=int, nargs="+", default=[4, 8])
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall")
     ap.add_argument("--json", default=None)

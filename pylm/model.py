@@ -145,6 +145,25 @@ class Model:
     def threads(self, n: int) -> None:
         self._engine.threads = int(n)
 
+    @property
+    def head_rows(self) -> int:
+        """Logits are computed for token ids < head_rows only (the others are -inf); n_vocab
+        by default. A smaller value shrinks the output head to a vocabulary prefix: for a draft
+        model in speculative decoding, whose BPE ids roughly follow merge order (frequency),
+        this is FR-Spec's frequency-ranked draft head (Zhao et al. 2025). Proposals stay valid:
+        verification uses the distribution the draft actually sampled from."""
+        return getattr(self._engine, "head_rows", self.n_vocab)
+
+    @head_rows.setter
+    def head_rows(self, n: int) -> None:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+            raise TypeError(f"head_rows must be an int, got {n!r}")
+        if not 1 <= n <= self.n_vocab:
+            raise ValueError(f"head_rows must be in [1, n_vocab={self.n_vocab}], got {n}")
+        if not hasattr(self._engine, "head_rows"):
+            raise NotImplementedError(f"head_rows is not supported on {self.device}")
+        self._engine.head_rows = int(n)
+
     # ---- tokenizer ----
     @property
     def tokenizer(self):

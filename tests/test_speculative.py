@@ -246,6 +246,38 @@ def test_real_greedy_identical_on_every_isa(smol, isa):
     assert smol.kv_free_blocks == free  # both sequences of every run were freed
 
 
+def test_real_draft_head_rows(smollm2_path):
+    # A second instance of the file as draft, its output head cut to the first 16384 ids
+    # (FR-Spec): logits below the cut equal the full head's, the rest are -inf; greedy
+    # speculation with it is still the target's greedy output, and sampling follows the
+    # restricted q (the draft never proposes a cut id).
+    import pylm
+
+    target = pylm.load(smollm2_path, threads=2, n_ctx=256)
+    draft = pylm.load(smollm2_path, threads=2, n_ctx=256)
+    ids = target.tokenize(REAL_PROMPTS[1])
+    s = draft.new_sequence()
+    full = s.feed(ids)
+    s.truncate(len(ids) - 1)
+    draft.head_rows = 16384
+    cut = s.feed(ids[-1:])
+    s.free()
+    np.testing.assert_array_equal(cut[:16384], full[:16384])
+    assert np.isneginf(cut[16384:]).all() and draft.head_rows == 16384
+    for bad in (0, draft.n_vocab + 1):
+        with pytest.raises(ValueError, match="head_rows"):
+            draft.head_rows = bad
+    for p in REAL_PROMPTS:
+        want = target.generate(p, max_tokens=24, ignore_eos=True, return_stats=True)
+        got = target.generate(p, max_tokens=24, ignore_eos=True, return_stats=True, draft=draft,
+                              n_draft=4)
+        assert got.token_ids == want.token_ids, p
+        assert got.stats.target_calls < 23
+    got = target.generate(REAL_PROMPTS[0], max_tokens=16, temperature=0.9, seed=7, draft=draft,
+                          return_stats=True)
+    assert got.finish_reason in ("stop", "length") and got.stats.proposed > 0
+
+
 def test_real_sampling_seeded_and_streaming(smol):
     kw = dict(max_tokens=8, temperature=0.8, top_k=40, top_p=0.95, seed=3)
     a = smol.generate(REAL_PROMPTS[0], **kw)
@@ -270,6 +302,10 @@ def test_cli_generate_with_draft_and_sampling_flags(smol, smollm2_path, capsys):
     assert capsys.readouterr().out == first
     assert main(args[:-5] + ["--top-p", "1.5"]) == 2
     assert "top_p" in capsys.readouterr().err
+    assert main(args[:-5] + ["--draft", str(smollm2_path), "--draft-head-rows", "16384"]) == 0
+    assert capsys.readouterr().out == smol.generate(REAL_PROMPTS[0], max_tokens=8) + "\n"
+    assert main(args + ["--draft-head-rows", "16384"]) == 2  # ngram has no head
+    assert "draft-head-rows" in capsys.readouterr().err
 
 
 def test_gamma_controller_escapes_gamma_one_when_everything_is_accepted():

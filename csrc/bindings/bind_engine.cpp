@@ -57,6 +57,10 @@ void bind_engine(py::module_& m) {
         .def_property_readonly("free_blocks", [](PyEngine& e) { return e.engine->kv().free_blocks(); })
         .def_property_readonly("n_blocks", [](PyEngine& e) { return e.engine->kv().n_blocks(); })
         .def_property_readonly("block_size", [](PyEngine& e) { return e.engine->kv().block_size(); })
+        .def_property("head_rows", [](PyEngine& e) { return e.engine->head_rows(); },
+                      [](PyEngine& e, int64_t n) { e.engine->set_head_rows(n); },
+                      "Logits only for token ids < head_rows (the rest -inf): a vocabulary-prefix "
+                      "output head for drafting.")
         .def_property("threads", [](PyEngine& e) { return e.engine->threads(); },
                       [](PyEngine& e, int n) {
                           if (n < 1) throw std::invalid_argument("threads must be >= 1, got " + std::to_string(n));

@@ -35,7 +35,8 @@ Engine::Engine(const ModelConfig& cfg, ModelWeights weights, int64_t kv_blocks, 
     : cfg_(cfg),
       w_(std::move(weights)),
       kv_(cfg.n_layer, static_cast<int64_t>(cfg.n_head_kv) * cfg.head_dim, block_size, kv_blocks),
-      threads_(threads) {
+      threads_(threads),
+      head_rows_(cfg.n_vocab) {
     if (cfg_.n_head_kv <= 0 || cfg_.n_head % cfg_.n_head_kv != 0)
         throw std::invalid_argument("n_head=" + std::to_string(cfg_.n_head) +
                                     " is not a multiple of n_head_kv=" + std::to_string(cfg_.n_head_kv));
@@ -61,14 +62,22 @@ void Engine::embed(const int32_t* ids, int64_t n, float* x) {
     }
 }
 
+void Engine::set_head_rows(int64_t n) {
+    if (n < 1 || n > cfg_.n_vocab)
+        throw std::invalid_argument("head_rows must be in [1, n_vocab=" +
+                                    std::to_string(cfg_.n_vocab) + "], got " + std::to_string(n));
+    head_rows_ = n;
+}
+
 void Engine::linear(const float* x, int64_t M, std::initializer_list<Proj> projs) {
     int have = -1;  // activation format currently in act_
     int64_t stride = 0;
     for (const Proj& p : projs) {
         const WeightRef& w = *p.w;
         const ActFormat f = act_format(w.type);
+        const int64_t n = p.rows > 0 ? p.rows : w.ne1;
         if (f == ActFormat::F32) {  // float weights read x directly
-            qmatmul_preq(reinterpret_cast<const uint8_t*>(x), w.ne0 * 4, M, w.data, w.type, w.ne1,
+            qmatmul_preq(reinterpret_cast<const uint8_t*>(x), w.ne0 * 4, M, w.data, w.type, n,
                          w.ne0, p.y, w.ne1, threads_);
         } else {
             if (static_cast<int>(f) != have) {
@@ -77,11 +86,11 @@ void Engine::linear(const float* x, int64_t M, std::initializer_list<Proj> projs
                 qmatmul_quantize(x, M, w.ne0, w.type, act_.data(), threads_);
                 have = static_cast<int>(f);
             }
-            qmatmul_preq(act_.data(), stride, M, w.data, w.type, w.ne1, w.ne0, p.y, w.ne1, threads_);
+            qmatmul_preq(act_.data(), stride, M, w.data, w.type, n, w.ne0, p.y, w.ne1, threads_);
         }
         if (p.bias && *p.bias) {
             const float* bias = static_cast<const float*>(p.bias->data);
-            for (int64_t m = 0; m < M; ++m) add_inplace(p.y + m * w.ne1, bias, w.ne1);
+            for (int64_t m = 0; m < M; ++m) add_inplace(p.y + m * w.ne1, bias, n);
         }
     }
 }
@@ -232,13 +241,17 @@ int64_t Engine::forward(const std::vector<int>& seq_ids, const std::vector<std::
     std::vector<float> sel(R * C);
     for (int64_t i = 0; i < R; ++i) std::memcpy(sel.data() + i * C, x.data() + rows[i] * C, C * sizeof(float));
     rmsnorm_f32(sel.data(), static_cast<const float*>(w_.output_norm.data), sel.data(), R, C, cfg_.eps, threads_);
-    linear(sel.data(), R, {{&w_.output, nullptr, logits}});
-    if (cfg_.final_softcap > 0.0f) {  // cap * tanh(x / cap)
-        const int64_t n = R * cfg_.n_vocab;
-        const float cap = cfg_.final_softcap;
-        for (int64_t i = 0; i < n; ++i) logits[i] /= cap;
-        tanh_f32(logits, logits, n, threads_);
-        for (int64_t i = 0; i < n; ++i) logits[i] *= cap;
+    const int64_t V = cfg_.n_vocab, H = head_rows_;
+    linear(sel.data(), R, {{&w_.output, nullptr, logits, H}});
+    for (int64_t r = 0; r < R; ++r) {
+        float* l = logits + r * V;
+        if (cfg_.final_softcap > 0.0f) {  // cap * tanh(x / cap)
+            const float cap = cfg_.final_softcap;
+            for (int64_t i = 0; i < H; ++i) l[i] /= cap;
+            tanh_f32(l, l, H, threads_);
+            for (int64_t i = 0; i < H; ++i) l[i] *= cap;
+        }
+        for (int64_t i = H; i < V; ++i) l[i] = -INFINITY;
     }
     return R;
 }

@@ -64,6 +64,12 @@ public:
     int threads() const { return threads_; }
     void set_threads(int n) { threads_ = n; }
 
+    // Logits only for token ids [0, n) (the rest: -inf): the output head shrinks to its first n
+    // rows. For drafting with a frequency-ranked vocabulary prefix (FR-Spec: a BPE vocabulary's
+    // ids roughly follow merge order, i.e. frequency). 1 <= n <= n_vocab (std::invalid_argument).
+    int64_t head_rows() const { return head_rows_; }
+    void set_head_rows(int64_t n);
+
     // Runs tokens[i] (appended at the current end of sequence seq_ids[i]) through the model.
     // Writes logits into `logits`: for every token when all_logits, else for the last token of
     // each entry, in order: [n_rows, n_vocab]. Returns the number of rows written.
@@ -80,6 +86,7 @@ private:
         const WeightRef* w;
         const WeightRef* bias;
         float* y;
+        int64_t rows = 0;  // output rows of W computed (0: all); y keeps W's row stride
     };
     // y = x @ W^T (+ bias) for several weights reading the same x [M, K]: x is quantized to
     // 8-bit blocks once per activation format, not once per weight.
@@ -91,6 +98,7 @@ private:
     ModelWeights w_;
     PagedKVCache kv_;
     int threads_;
+    int64_t head_rows_;
     std::vector<uint8_t> act_;  // quantized activations, reused across calls
 };
 

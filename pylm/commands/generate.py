@@ -49,6 +49,10 @@ def run_generate(args) -> int:
 
         draft = "ngram" if args.draft == "ngram" else pylm.load(args.draft, threads=args.threads,
                                                                 n_ctx=m.n_ctx, device=args.device)
+        if args.draft_head_rows is not None:
+            if draft == "ngram":
+                raise ValueError("--draft-head-rows needs a draft model, not ngram")
+            draft.head_rows = args.draft_head_rows
     stream = m.generate(args.prompt, max_tokens=args.n, stream=True, draft=draft, n_draft=args.n_draft,
                         adaptive_draft=args.adaptive_draft, **_sampling_kwargs(args))
     for piece in stream:
@@ -95,6 +99,9 @@ def register(sub) -> None:
                         "(prompt lookup)")
     p.add_argument("--n-draft", type=int, default=None,
                    help="tokens proposed per round (default 4; ngram 8)")
+    p.add_argument("--draft-head-rows", type=int, default=None, metavar="N",
+                   help="the draft's output head computes token ids < N only (FR-Spec: BPE ids "
+                        "follow frequency; e.g. 32768 of SmolLM2's 49152)")
     p.add_argument("--adaptive-draft", action="store_true",
                    help="choose the draft length per round (1..2*n-draft) from measured "
                         "acceptance and costs")
