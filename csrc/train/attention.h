@@ -41,16 +41,20 @@ void attention_bwd(const AttnShape& s, const float* q, const float* k, const flo
 // starting below T stays inside the row (the padding is zero).
 // (static inline: these are also used inside the per-ISA translation units.)
 static inline int64_t attn_padded_T(int64_t T) { return (T + 15) / 16 * 16 + 16; }
-// The backward keeps P and dS for a chunk of this many query rows at a time (a multiple of
-// every ISA's tile height), small enough that the key tiles' dK / dV products, which read a
-// few P / dS columns and the chunk's Q / dO rows per key tile, find them in L1.
+// Both passes keep scores / weights for a chunk of this many query rows at a time (a multiple
+// of every ISA's tile height): the score products sweep the chunk's query tiles per key tile
+// (the Kt panel stays in L1), and the backward's dK / dV products, which read a few P / dS
+// columns and the chunk's Q / dO rows per key tile, find them in L1.
 constexpr int64_t kAttnChunk = 48;
 static inline int64_t attn_chunk_rows(int64_t T) { return T < kAttnChunk ? T : kAttnChunk; }
-// Forward: Kt [D, Tp], Q, V contiguous [Tp, D], scores [16, Tp]. Backward: Kt, Vt [D, Tp],
-// K, Q, dO contiguous [Tp, D], P and dS [chunk rows, Tp], delta [Tp].
-static inline int64_t attn_fwd_scratch(int64_t T, int D) { return attn_padded_T(T) * (3 * D + 16); }
+// Forward: Kt [D, Tp], Q, V contiguous [Tp, D], scores [chunk rows, Tp]. Backward: Kt, Vt
+// [D, Tp], K, Q, dO contiguous [Tp, D], P and dS [chunk rows, Tp], delta [Tp], dK and dV
+// accumulators [Tp, D].
+static inline int64_t attn_fwd_scratch(int64_t T, int D) {
+    return attn_padded_T(T) * (3 * D + attn_chunk_rows(T));
+}
 static inline int64_t attn_bwd_scratch(int64_t T, int D) {
-    return attn_padded_T(T) * (5 * D + 2 * attn_chunk_rows(T) + 1);
+    return attn_padded_T(T) * (7 * D + 2 * attn_chunk_rows(T) + 1);
 }
 
 }  // namespace train
