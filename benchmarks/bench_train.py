@@ -7,8 +7,9 @@ Usage: python benchmarks/bench_train.py [--threads 2] [--steps 10] [--json out.j
 One step = forward, backward, global-norm clipping and an AdamW update, in float32, on the
 same Llama model (RMSNorm, RoPE, causal attention, SwiGLU, untied output head) with the same
 batch. PyTorch runs eagerly with its own fused CPU kernels (F.rms_norm, scaled_dot_product_attention,
-F.cross_entropy) and torch.optim.AdamW; both sides use --threads threads. Steps alternate between
-the two sides so that a noisy, shared machine slows both alike; the median step is reported
+F.cross_entropy) and torch.optim.AdamW; both sides use --threads threads. The sides take turns of
+--block timed steps, each turn after one untimed step, so that a noisy, shared machine slows both
+alike while neither is timed right after the other swept the caches; the median step is reported
 with tokens/s, model GFLOP/s (6 x matmul parameters x tokens + attention, the usual MFU count)
 and the fraction of the FMA peak that pylm.bench measures on this machine in the same run.
 """
@@ -79,7 +80,9 @@ class TorchSide:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=10, help="timed steps per side")
+    ap.add_argument("--steps", type=int, default=12, help="timed steps per side")
+    ap.add_argument("--block", type=int, default=3,
+                    help="timed steps per turn (after one untimed step), sides alternating")
     ap.add_argument("--vocab", type=int, default=4096)
     ap.add_argument("--d-model", type=int, default=256)
     ap.add_argument("--layers", type=int, default=4)
@@ -111,15 +114,21 @@ def main() -> int:
     sides = {"pylm": ours} | ({"torch": theirs} if theirs else {})
     times = {k: [] for k in sides}
     losses = {k: [] for k in sides}
-    for it in range(args.steps + 2):  # 2 warm-up steps
-        ids, tg = batches[it % len(batches)]
+    # Turns of `block` steps per side, alternating, so that a noisy machine slows both sides
+    # alike; the first step of every turn is untimed (the other side has just swept the caches
+    # and left its spinning threads: neither happens when one framework trains alone).
+    counts = {k: 0 for k in sides}
+    while min(counts.values()) < args.steps:
         for name, side in sides.items():
-            t0 = time.perf_counter()
-            loss = side.step(ids, tg)
-            dt = time.perf_counter() - t0
-            if it >= 2:
-                times[name].append(dt)
-            losses[name].append(loss)
+            for j in range(args.block + 1):
+                ids, tg = batches[len(losses[name]) % len(batches)]
+                t0 = time.perf_counter()
+                loss = side.step(ids, tg)
+                dt = time.perf_counter() - t0
+                losses[name].append(loss)
+                if j > 0 and counts[name] < args.steps:
+                    times[name].append(dt)
+                    counts[name] += 1
     lim = machine_limits(args.threads)
     flops = model_flops(cfg, B, T)
     out = {"config": cfg.to_dict(), "batch": B, "threads": args.threads,
