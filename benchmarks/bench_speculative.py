@@ -6,8 +6,10 @@ the measured speedup against Leviathan et al.'s prediction (1 − α^(γ+1)) / (
         --gamma 2 4 6 [--json out.json]
 
 Method (greedy, fixed γ, end-of-generation ignored so every run makes n tokens):
-- baseline: target alone, decode tokens/s (the prefill excluded), same prompts;
-- c: draft / target time of one single-token decode step (mean over n steps on a fresh sequence);
+- baseline: target alone, decode tokens/s (the prefill excluded), same prompts; each row's
+  speedup pairs every speculative generation with a plain one right before it (same minutes);
+- c: draft / target time of one single-token decode step (median over steps on a fresh
+  sequence; draft and target timed in alternation, median of the five ratios);
 - v: target time of one (γ+1)-token verification forward / one single-token step: the formula
   assumes v = 1; a refined prediction divides by (γc + v) instead of (γc + 1);
 - α: accepted / examined proposals (examined: up to and including each round's first rejection);
@@ -85,15 +87,25 @@ def bench(args) -> dict:
     out = {"target": str(target.path), "draft": str(draft.path) if draft else None,
            "threads": target.threads, "isa": pylm.active_isa(), "n": args.n, "clock": args.clock,
            "rows": []}
-    t_tgt = step_time(target, 16)
+    # Step costs in alternation (the machine's speed drifts: a ratio of two separate timings
+    # would carry that drift), median of per-round ratios.
+    steps, cs, cs_fr = [], [], []
+    for _ in range(5):
+        t = step_time(target, 6)
+        steps.append(t)
+        if draft is not None:
+            cs.append(step_time(draft, 6) / t)
+            if args.draft_head_rows:
+                draft.head_rows = args.draft_head_rows
+                cs_fr.append(step_time(draft, 6) / t)
+                draft.head_rows = draft.n_vocab
+    t_tgt = statistics.median(steps)
     out["target_step_s"] = t_tgt
     if draft is not None:
-        out["c"] = step_time(draft, 16) / t_tgt
+        out["c"] = statistics.median(cs)
         if args.draft_head_rows:
-            draft.head_rows = args.draft_head_rows
-            out["c_fr"] = step_time(draft, 16) / t_tgt
+            out["c_fr"] = statistics.median(cs_fr)
             out["draft_head_rows"] = args.draft_head_rows
-            draft.head_rows = draft.n_vocab
     prompts = PROMPTS
     chat = [{"role": "user", "content": "Repeat this code exactly, then say done:\n\n" + REPEAT_TEXT}]
     repeat_prompt = target.apply_chat_template(chat) if target.metadata.get("tokenizer.chat_template") \
@@ -112,6 +124,21 @@ def bench(args) -> dict:
             per_rep.append(toks / secs)
         return statistics.median(per_rep), results
 
+    def paired(prompts_, **kw):
+        """Speculative and plain decoding alternating prompt by prompt: (speculative tok/s,
+        its results, speedup = ratio of the two tokens/s over the same minutes)."""
+        tok, sec, tok0, sec0, results = 0, 0.0, 0, 0.0, []
+        for _ in range(args.reps):
+            for p in prompts_:
+                r0 = run(target, p, args.n)
+                r = run(target, p, args.n, **kw)
+                tok0 += r0.stats.generated_tokens - 1
+                sec0 += r0.stats.decode_s
+                tok += r.stats.generated_tokens - 1
+                sec += r.stats.decode_s
+                results.append(r)
+        return tok / sec, results, (tok / sec) / (tok0 / sec0)
+
     base_tps, base_res = median_tps(prompts)
     out["baseline_tps"] = base_tps
     print(f"target step {t_tgt * 1e3:.1f} ms, baseline {base_tps:.1f} tok/s"
@@ -129,7 +156,7 @@ def bench(args) -> dict:
     for kind, g, d, prompts_, ref_tps, ref_res in cases:
         v = step_time(target, 8, g + 1) / t_tgt
         adaptive = kind.endswith("+adaptive")  # γ varies: the formula's rows use the start γ
-        tps, res = median_tps(prompts_, draft=d, n_draft=g, adaptive_draft=adaptive)
+        tps, res, speedup = paired(prompts_, draft=d, n_draft=g, adaptive_draft=adaptive)
         same = all(a.token_ids == b.token_ids for a, b in zip(res, ref_res))
         acc = sum(r.stats.accepted for r in res)
         rej = sum(r.stats.rejected for r in res)
@@ -152,7 +179,7 @@ def bench(args) -> dict:
         other = 1.0 - fwd_s / sum(r.stats.decode_s for r in res)
         row = {"kind": kind, "gamma": g, "alpha": alpha, "tokens_per_target_call": tpc,
                "tokens_per_call_predicted": predicted(alpha, g, 0.0), "v": v, "tps": tps,
-               "speedup": tps / ref_tps, "predicted": predicted(alpha, g, c),
+               "speedup": speedup, "predicted": predicted(alpha, g, c),
                "predicted_refined": predicted(alpha, g, c, v), "identical_to_greedy": same,
                "c_in_run": c_run, "v_in_run": v_run, "other_share": other,
                "predicted_in_run": predicted(alpha, g, c_run)}

@@ -305,7 +305,7 @@ struct LegacyRows {
                     accs[r] =
                         _mm512_fmadd_ps(_mm512_maskz_loadu_ps(km, mw + r * nb + b0), sx, accs[r]);
             }
-            __asm__ volatile("" : : "r"(&sc[0][0]) : "memory");
+            __asm__ volatile("" : "+m"(sc));
             if (ahead) {  // this group's share of the span, whole lines
                 const int64_t lo = span * b0 / nb / 64 * 64, hi = span * (b0 + nblk) / nb;
                 prefetch_span(wr + ahead + lo, hi - lo);
@@ -322,7 +322,10 @@ struct LegacyRows {
                 unitR<R>(wb, ws, k, U, idx, ab, sc, acc0);
                 ++k;
             }
-            if (nblk % U) unitR<R>(wb, ws, k, nblk % U, idx, ab, sc, (k & 1) ? acc1 : acc0);
+            // (two calls, not one with a selected pointer: that would keep the accumulator
+            // arrays in memory, stored back after every unit)
+            if (nblk % U && (k & 1)) unitR<R>(wb, ws, k, nblk % U, idx, ab, sc, acc1);
+            if (nblk % U && !(k & 1)) unitR<R>(wb, ws, k, nblk % U, idx, ab, sc, acc0);
         }
         __m512 t[R];
         for (int r = 0; r < R; ++r) {
@@ -380,7 +383,7 @@ struct LegacyRows {
             }
             // NOTE: keeps GCC from forwarding sc[][] through registers: it would expand each
             // unit's scales with shuffles (port 5) instead of one broadcast load.
-            __asm__ volatile("" : : "r"(&sc[0][0]) : "memory");
+            __asm__ volatile("" : "+m"(sc));
             const uint8_t* wb = wr + b0 * T::kBytes;
             const uint8_t* ab[C];
             for (int c = 0; c < C; ++c) ab[c] = acp[c] + (b0 / U) * kAU;
@@ -394,7 +397,8 @@ struct LegacyRows {
                 unit<C>(wb, k, U, idx, ab, sc, acc0);
                 ++k;
             }
-            if (nblk % U) unit<C>(wb, k, nblk % U, idx, ab, sc, (k & 1) ? acc1 : acc0);
+            if (nblk % U && (k & 1)) unit<C>(wb, k, nblk % U, idx, ab, sc, acc1);  // see rows4
+            if (nblk % U && !(k & 1)) unit<C>(wb, k, nblk % U, idx, ab, sc, acc0);
         }
     }
 
