@@ -251,18 +251,13 @@ struct LegacyRows {
             const int64_t nr = N - n0 < rows ? N - n0 : rows;
             if (flat) convert(w + n0 * ws, nr * nb, dbuf, mbuf);
             int64_t r = 0;
-            // While this chunk (its scales converted, its bytes now cached) is multiplied, the
-            // same rows of the next chunk are prefetched, spread over the loop: the next
-            // convert's gathers then hit the cache instead of waiting on memory one by one.
-            const int64_t ahead = flat && n0 + 2 * rows <= N ? rows * ws : 0;
             if (C == 1 && flat)
                 for (; r + 4 <= nr; r += 4)
                     rows4(w + (n0 + r) * ws, ws, nb, dbuf + r * nb, mbuf + r * nb, idx, ad[0],
-                          as[0], acp[0], y + n0 + r, ahead);
+                          as[0], acp[0], y + n0 + r);
             for (; r < nr; ++r) {
                 const uint8_t* wr = w + (n0 + r) * ws;
                 if (!flat) prefetch_ahead(wr, ws);
-                if (ahead) prefetch_span(wr + ahead, ws);
                 __m512 acc0[C], acc1[C], accs[C];
                 for (int c = 0; c < C; ++c) acc0[c] = acc1[c] = accs[c] = _mm512_setzero_ps();
                 for (int64_t s0 = 0; s0 < nb; s0 += kBuf) {  // one segment unless K > 32 * kBuf
@@ -286,9 +281,8 @@ struct LegacyRows {
     // float operations are those of run<1> (qdot_canon.h).
     static inline void rows4(const uint8_t* wr, int64_t ws, int64_t nb, const float* dw,
                              const float* mw, __m512i idx, const float* ad, const float* as,
-                             const uint8_t* acp, float* y, int64_t ahead) {
+                             const uint8_t* acp, float* y) {
         constexpr int R = 4;
-        const int64_t span = R * ws;  // these rows' bytes; [wr + ahead, + span) is prefetched
         __m512 acc0[R], acc1[R], accs[R];
         for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = accs[r] = _mm512_setzero_ps();
         alignas(64) float sc[R][16];
@@ -306,10 +300,6 @@ struct LegacyRows {
                         _mm512_fmadd_ps(_mm512_maskz_loadu_ps(km, mw + r * nb + b0), sx, accs[r]);
             }
             __asm__ volatile("" : "+m"(sc));
-            if (ahead) {  // this group's share of the span, whole lines
-                const int64_t lo = span * b0 / nb / 64 * 64, hi = span * (b0 + nblk) / nb;
-                prefetch_span(wr + ahead + lo, hi - lo);
-            }
             const uint8_t* wb = wr + b0 * T::kBytes;
             const uint8_t* ab = acp + (b0 / U) * kAU;
             const int nfull = nblk / U;

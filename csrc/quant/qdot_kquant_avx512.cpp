@@ -227,11 +227,9 @@ struct KRows {
         for (int c = 0; c < C; ++c) a[c] = reinterpret_cast<const block_q8_K*>(act[c]);
         const __m512i zero = _mm512_setzero_si512();
         alignas(32) float dd[8], dm[8];
-        const int64_t dist = ws > 0 ? prefetch_distance(ws) : 0;
         for (int64_t n = 0; n < N; ++n) {
             const uint8_t* wr = w + n * ws;
-            // the row dist bytes ahead (when N has it), spread per super-block
-            const uint8_t* pf = ws > 0 && n + dist / ws < N ? wr + dist : nullptr;
+            prefetch_ahead(wr, ws);
             __m512 acc[C];
             for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
             for (int64_t sb0 = 0; sb0 < nsb; sb0 += 8) {
@@ -240,7 +238,6 @@ struct KRows {
                 for (int j = 0; j < nj; ++j) {
                     const int64_t sb = sb0 + j;
                     const uint8_t* blk = wr + sb * T::kBytes;
-                    if (pf) prefetch_span(pf + sb * T::kBytes, T::kBytes);
                     const __m512 dv = _mm512_set1_ps(dd[j]), mv = _mm512_set1_ps(dm[j]);
                     const KSb S = T::prepare(blk);
                     const __m512i s0 = pair_scales(S, 0, T::kPer32),
