@@ -384,7 +384,8 @@ struct FloatRows {
     template <int R, int C>
     static inline __attribute__((always_inline)) void block(int64_t K, const uint8_t* w,
                                                             int64_t ws, const float* const* x,
-                                                            float* y, int64_t ldy, bool pf) {
+                                                            float* y, int64_t ldy, bool pf,
+                                                            bool pf2) {
         __m256 acc[R][C][2];
         for (int r = 0; r < R; ++r)
             for (int c = 0; c < C; ++c) acc[r][c][0] = acc[r][c][1] = _mm256_setzero_ps();
@@ -392,9 +393,11 @@ struct FloatRows {
         for (; k + 16 <= K; k += 16) {
             // The next block's rows, a line per row as this block's reads cross one.
             if (pf && (k * T::kBytes) % 64 == 0)
-                for (int r = 0; r < R; ++r)
-                    _mm_prefetch(reinterpret_cast<const char*>(w + (R + r) * ws + k * T::kBytes),
-                                 _MM_HINT_T0);
+                for (int r = 0; r < R; ++r) {  // and the block after next into L2 (see avx512)
+                    const uint8_t* p = w + (R + r) * ws + k * T::kBytes;
+                    _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0);
+                    if (pf2) _mm_prefetch(reinterpret_cast<const char*>(p + R * ws), _MM_HINT_T1);
+                }
             __m256 w0[R], w1[R];
             for (int r = 0; r < R; ++r) {
                 w0[r] = T::load8(w + r * ws, k);
@@ -432,10 +435,11 @@ struct FloatRows {
         const float* x[C];
         for (int c = 0; c < C; ++c) x[c] = reinterpret_cast<const float*>(act[c]);
         int64_t n = 0;
-        for (; n + R <= N; n += R) block<R, C>(K, w + n * ws, ws, x, y + n, ldy, n + 2 * R <= N);
+        for (; n + R <= N; n += R)
+            block<R, C>(K, w + n * ws, ws, x, y + n, ldy, n + 2 * R <= N, n + 3 * R <= N);
         for (; n < N; ++n) {
             prefetch_ahead(w + n * ws, ws);
-            block<1, C>(K, w + n * ws, ws, x, y + n, ldy, false);
+            block<1, C>(K, w + n * ws, ws, x, y + n, ldy, false, false);
         }
     }
 
