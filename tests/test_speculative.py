@@ -306,6 +306,8 @@ def test_cli_generate_with_draft_and_sampling_flags(smol, smollm2_path, capsys):
     assert capsys.readouterr().out == smol.generate(REAL_PROMPTS[0], max_tokens=8) + "\n"
     assert main(args + ["--draft-head-rows", "16384"]) == 2  # ngram has no head
     assert "draft-head-rows" in capsys.readouterr().err
+    assert main(args[:-5] + ["--draft-head-rows", "16384"]) == 2  # and no draft at all
+    assert "needs --draft" in capsys.readouterr().err
 
 
 def test_gamma_controller_escapes_gamma_one_when_everything_is_accepted():

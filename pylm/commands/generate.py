@@ -44,6 +44,8 @@ def _sampling_kwargs(args) -> dict:
 def run_generate(args) -> int:
     m = _load(args)
     draft = None
+    if args.draft_head_rows is not None and not args.draft:
+        raise ValueError(f"--draft-head-rows {args.draft_head_rows} needs --draft MODEL")
     if args.draft:
         import pylm
 
