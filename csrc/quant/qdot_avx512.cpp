@@ -18,6 +18,7 @@
 // maybe-uninitialized; the lanes are always overwritten.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#define PYLM_INLINE __attribute__((always_inline))
 #include <immintrin.h>
 
 #include <cstdlib>
@@ -276,6 +277,28 @@ struct LegacyRows {
         }
     }
 
+    // The units of a group of nblk blocks in the canonical order: unit k adds into acc0 when k
+    // is even, acc1 when odd (the last one may hold nv < U blocks); f(k, nv, acc). The tail
+    // takes two explicit calls, not one with a selected pointer: that would keep both
+    // accumulator arrays in memory, stored back after every unit.
+    template <class F>
+    static inline __attribute__((always_inline)) void for_units(int nblk, __m512* acc0,
+                                                                __m512* acc1, F&& f) {
+        const int nfull = nblk / U;  // even unless this is the row's last group
+        int k = 0;
+        for (; k + 2 <= nfull; k += 2) {
+            f(k, U, acc0);
+            f(k + 1, U, acc1);
+        }
+        if (k < nfull) f(k++, U, acc0);
+        if (nblk % U) {
+            if (k & 1)
+                f(k, nblk % U, acc1);
+            else
+                f(k, nblk % U, acc0);
+        }
+    }
+
     // Matvec (one activation row): weight rows wr .. wr+3 (stride ws, nb blocks, scales dw / mw
     // at stride nb) at once, sharing the activation loads and the final reduction; each row's
     // float operations are those of run<1> (qdot_canon.h).
@@ -302,20 +325,9 @@ struct LegacyRows {
             __asm__ volatile("" : "+m"(sc));
             const uint8_t* wb = wr + b0 * T::kBytes;
             const uint8_t* ab = acp + (b0 / U) * kAU;
-            const int nfull = nblk / U;
-            int k = 0;
-            for (; k + 2 <= nfull; k += 2) {
-                unitR<R>(wb, ws, k, U, idx, ab, sc, acc0);
-                unitR<R>(wb, ws, k + 1, U, idx, ab, sc, acc1);
-            }
-            if (k < nfull) {
-                unitR<R>(wb, ws, k, U, idx, ab, sc, acc0);
-                ++k;
-            }
-            // (two calls, not one with a selected pointer: that would keep the accumulator
-            // arrays in memory, stored back after every unit)
-            if (nblk % U && (k & 1)) unitR<R>(wb, ws, k, nblk % U, idx, ab, sc, acc1);
-            if (nblk % U && !(k & 1)) unitR<R>(wb, ws, k, nblk % U, idx, ab, sc, acc0);
+            for_units(nblk, acc0, acc1, [&](int k, int nv, __m512* acc) PYLM_INLINE {
+                unitR<R>(wb, ws, k, nv, idx, ab, sc, acc);
+            });
         }
         __m512 t[R];
         for (int r = 0; r < R; ++r) {
@@ -377,18 +389,9 @@ struct LegacyRows {
             const uint8_t* wb = wr + b0 * T::kBytes;
             const uint8_t* ab[C];
             for (int c = 0; c < C; ++c) ab[c] = acp[c] + (b0 / U) * kAU;
-            const int nfull = nblk / U;  // even unless this is the row's last group
-            int k = 0;
-            for (; k + 2 <= nfull; k += 2) {
-                unit<C>(wb, k, U, idx, ab, sc, acc0);
-                unit<C>(wb, k + 1, U, idx, ab, sc, acc1);
-            }
-            if (k < nfull) {
-                unit<C>(wb, k, U, idx, ab, sc, acc0);
-                ++k;
-            }
-            if (nblk % U && (k & 1)) unit<C>(wb, k, nblk % U, idx, ab, sc, acc1);  // see rows4
-            if (nblk % U && !(k & 1)) unit<C>(wb, k, nblk % U, idx, ab, sc, acc0);
+            for_units(nblk, acc0, acc1, [&](int k, int nv, __m512* acc) PYLM_INLINE {
+                unit<C>(wb, k, nv, idx, ab, sc, acc);
+            });
         }
     }
 
