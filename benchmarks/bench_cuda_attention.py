@@ -16,6 +16,7 @@ import json
 import sys
 
 import numpy as np
+from cuda_timing import cuda_seconds
 
 import pylm
 import pylm.cuda
@@ -35,19 +36,6 @@ PAGED_CASES = [  # name, dtype, S, ctx, Tq, Hq, Hkv, D
 ]
 
 
-def timeit(torch, fn, reps):
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(reps):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / reps * 1e-3
-
-
 def bench_flash(torch, case, reps):
     import torch.nn.functional as F
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -64,8 +52,8 @@ def bench_flash(torch, case, reps):
         with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
             return F.scaled_dot_product_attention(qt, kt, vt, is_causal=causal)
 
-    t_pylm = timeit(torch, run_pylm, reps)
-    t_torch = timeit(torch, run_torch, reps)
+    t_pylm = cuda_seconds(torch, run_pylm, reps)
+    t_torch = cuda_seconds(torch, run_torch, reps)
     diff = (out - run_torch().transpose(1, 2)).abs().max().item()
     pairs = T * (T + 1) / 2 if causal else T * T
     flops = 4.0 * B * H * D * pairs
@@ -94,9 +82,9 @@ def bench_paged(torch, case, reps):
         return lambda: pylm.ops.paged_attn(q, kc, vc, bt, lens, out=out, max_context_len=ctx,
                                            stream=stream)
 
-    t_contig = timeit(torch, run(contig), reps)
+    t_contig = cuda_seconds(torch, run(contig), reps)
     ref = out.clone()
-    t_paged = timeit(torch, run(paged), reps)
+    t_paged = cuda_seconds(torch, run(paged), reps)
     # same data through either table: gather the shuffled cache into table order and compare
     kg, vg = kc.clone(), vc.clone()
     kc[paged.view(-1).long()] = kg[contig.view(-1).long()]

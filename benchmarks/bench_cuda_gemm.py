@@ -17,6 +17,8 @@ import json
 import sys
 import time
 
+from cuda_timing import cuda_seconds
+
 QTYPES = ["Q4_0", "Q4_1", "Q5_0", "Q8_0", "Q4_K", "Q5_K", "Q6_K"]
 # block size, bytes per block, offsets of fp16 scales (set to a small finite value)
 QINFO = {
@@ -24,20 +26,6 @@ QINFO = {
     "Q8_0": (32, 34, [0]), "Q4_K": (256, 144, [0, 2]), "Q5_K": (256, 176, [0, 2]),
     "Q6_K": (256, 210, [208]),
 }
-
-
-def timeit(torch, fn, reps: int) -> float:
-    """Seconds per call (CUDA events, after warm-up)."""
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(reps):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / reps / 1e3
 
 
 def bench_dense(torch, ops, quick: bool) -> list[dict]:
@@ -51,8 +39,9 @@ def bench_dense(torch, ops, quick: bool) -> list[dict]:
             x = torch.randn(M, K, device="cuda", dtype=td)
             w = torch.randn(N, K, device="cuda", dtype=td)  # y = x @ w.T (linear layer)
             y = torch.empty(M, N, device="cuda", dtype=td)
-            t_pylm = timeit(torch, lambda x=x, w=w, y=y: ops.gemm(x, w, y, trans_b=True), reps)
-            t_torch = timeit(torch, lambda x=x, w=w: torch.matmul(x, w.t()), reps)
+            t_pylm = cuda_seconds(torch, lambda x=x, w=w, y=y: ops.gemm(x, w, y, trans_b=True),
+                                  reps)
+            t_torch = cuda_seconds(torch, lambda x=x, w=w: torch.matmul(x, w.t()), reps)
             err = (ops.gemm(x, w, y, trans_b=True).float() - torch.matmul(x, w.t()).float())
             flops = 2.0 * M * N * K
             rows.append({
@@ -72,7 +61,7 @@ def bench_dense(torch, ops, quick: bool) -> list[dict]:
 def copy_bandwidth(torch) -> float:
     """Device-to-device copy, GB/s counting read + write bytes."""
     src = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
-    t = timeit(torch, lambda: src.clone(), 10)
+    t = cuda_seconds(torch, lambda: src.clone(), 10)
     return 2 * src.numel() / t / 1e9
 
 
@@ -94,8 +83,9 @@ def bench_quant(torch, ops, quick: bool, copy_gbs: float) -> list[dict]:
         for M in [1, 8]:
             x = torch.randn(M, K, device="cuda", dtype=torch.float16)
             y = torch.empty(M, N, device="cuda", dtype=torch.float32)
-            t = timeit(torch, lambda x=x, w=w, q=qtype, y=y: ops.qmatmul(x, w, q, (N, K), out=y),
-                       20 if quick else 50)
+            t = cuda_seconds(torch,
+                             lambda x=x, w=w, q=qtype, y=y: ops.qmatmul(x, w, q, (N, K), out=y),
+                             20 if quick else 50)
             gbs = w.numel() / t / 1e9
             rows.append({"qtype": qtype, "M": M, "N": N, "K": K, "gbs": gbs,
                          "copy_gbs": copy_gbs, "ratio_vs_copy": gbs / copy_gbs,
@@ -106,7 +96,8 @@ def bench_quant(torch, ops, quick: bool, copy_gbs: float) -> list[dict]:
             for M in [512, 2048]:
                 x = torch.randn(M, K, device="cuda", dtype=torch.bfloat16)
                 y = torch.empty(M, N, device="cuda", dtype=torch.float32)
-                t = timeit(torch, lambda x=x, w=w, y=y: ops.qmatmul(x, w, "Q4_K", (N, K), out=y), 5)
+                t = cuda_seconds(torch,
+                                 lambda x=x, w=w, y=y: ops.qmatmul(x, w, "Q4_K", (N, K), out=y), 5)
                 tf = 2.0 * M * N * K / t / 1e12
                 rows.append({"qtype": qtype, "M": M, "N": N, "K": K, "tflops": tf,
                              "us": t * 1e6})
