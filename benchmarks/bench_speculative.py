@@ -145,15 +145,15 @@ def bench(args) -> dict:
           + (f", c = {out['c']:.3f}" if draft is not None else ""), file=sys.stderr)
     cases = []
     if draft is not None:
-        cases += [("draft", g, draft, prompts, base_tps, base_res) for g in args.gamma]
+        cases += [("draft", g, draft, prompts, base_res) for g in args.gamma]
         if args.draft_head_rows:
-            cases += [("draft-fr", g, draft, prompts, base_tps, base_res) for g in args.gamma]
-        cases += [("draft+adaptive", max(args.gamma), draft, prompts, base_tps, base_res)]
+            cases += [("draft-fr", g, draft, prompts, base_res) for g in args.gamma]
+        cases += [("draft+adaptive", max(args.gamma), draft, prompts, base_res)]
     rep_tps, rep_res = median_tps([repeat_prompt])
     out["baseline_repeat_tps"] = rep_tps
-    cases += [("ngram", g, "ngram", [repeat_prompt], rep_tps, rep_res) for g in args.ngram_gamma]
-    cases += [("ngram+adaptive", max(args.ngram_gamma), "ngram", [repeat_prompt], rep_tps, rep_res)]
-    for kind, g, d, prompts_, ref_tps, ref_res in cases:
+    cases += [("ngram", g, "ngram", [repeat_prompt], rep_res) for g in args.ngram_gamma]
+    cases += [("ngram+adaptive", max(args.ngram_gamma), "ngram", [repeat_prompt], rep_res)]
+    for kind, g, d, prompts_, ref_res in cases:
         v = step_time(target, 8, g + 1) / t_tgt
         adaptive = kind.endswith("+adaptive")  # γ varies: the formula's rows use the start γ
         tps, res, speedup = paired(prompts_, draft=d, n_draft=g, adaptive_draft=adaptive)

@@ -117,8 +117,7 @@ def main() -> int:
     # Turns of `block` steps per side, alternating, so that a noisy machine slows both sides
     # alike; the first step of every turn is untimed (the other side has just swept the caches
     # and left its spinning threads: neither happens when one framework trains alone).
-    counts = {k: 0 for k in sides}
-    while min(counts.values()) < args.steps:
+    while min(len(t) for t in times.values()) < args.steps:
         for name, side in sides.items():
             for j in range(args.block + 1):
                 ids, tg = batches[len(losses[name]) % len(batches)]
@@ -126,9 +125,8 @@ def main() -> int:
                 loss = side.step(ids, tg)
                 dt = time.perf_counter() - t0
                 losses[name].append(loss)
-                if j > 0 and counts[name] < args.steps:
+                if j > 0 and len(times[name]) < args.steps:
                     times[name].append(dt)
-                    counts[name] += 1
     lim = machine_limits(args.threads)
     flops = model_flops(cfg, B, T)
     out = {"config": cfg.to_dict(), "batch": B, "threads": args.threads,

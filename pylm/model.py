@@ -158,8 +158,6 @@ class Model:
     def head_rows(self, n: int) -> None:
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
             raise TypeError(f"head_rows must be an int, got {n!r}")
-        if not 1 <= n <= self.n_vocab:
-            raise ValueError(f"head_rows must be in [1, n_vocab={self.n_vocab}], got {n}")
         if not hasattr(self._engine, "head_rows"):
             raise NotImplementedError(f"head_rows is not supported on {self.device}")
         self._engine.head_rows = int(n)

@@ -44,16 +44,15 @@ def _sampling_kwargs(args) -> dict:
 def run_generate(args) -> int:
     m = _load(args)
     draft = None
-    if args.draft_head_rows is not None and not args.draft:
-        raise ValueError(f"--draft-head-rows {args.draft_head_rows} needs --draft MODEL")
+    if args.draft_head_rows is not None and args.draft in (None, "ngram"):
+        raise ValueError(f"--draft-head-rows {args.draft_head_rows} needs --draft MODEL (a draft "
+                         f"model, not ngram)")
     if args.draft:
         import pylm
 
         draft = "ngram" if args.draft == "ngram" else pylm.load(args.draft, threads=args.threads,
                                                                 n_ctx=m.n_ctx, device=args.device)
         if args.draft_head_rows is not None:
-            if draft == "ngram":
-                raise ValueError("--draft-head-rows needs a draft model, not ngram")
             draft.head_rows = args.draft_head_rows
     stream = m.generate(args.prompt, max_tokens=args.n, stream=True, draft=draft, n_draft=args.n_draft,
                         adaptive_draft=args.adaptive_draft, **_sampling_kwargs(args))
