@@ -146,18 +146,15 @@ void gemm_blocked(const GemmArgs& g, const IsaGemm& k, int nthreads) {
         int64_t mc = kTileMPanels * MR, mt = ceil_div(g.M, mc), nct = ncp, nt = 1;
         const int64_t per_thread = npk >= kLongKBlocks ? kTasksPerThreadLongK : kTasksPerThread;
         const int64_t want = nthreads > 1 ? per_thread * nthreads : 1;
-        while (mt * nt < want && mc > kMinTileMPanels * MR) {
-            mc -= MR;
-            mt = ceil_div(g.M, mc);
-        }
+        auto shrink_rows = [&](int64_t min_panels) {
+            for (; mt * nt < want && mc > min_panels * MR; mt = ceil_div(g.M, mc)) mc -= MR;
+        };
+        shrink_rows(kMinTileMPanels);
         while (mt * nt < want && nct > kMinTileNPanels * NR) {
             nct = (nct / 2 + NR - 1) / NR * NR;
             nt = ceil_div(nc, nct);
         }
-        while (mt * nt < want && mc > 2 * MR) {
-            mc -= MR;
-            mt = ceil_div(g.M, mc);
-        }
+        shrink_rows(2);
         // Even row tasks (whole panels spread over mt tasks): no short last task that leaves
         // the other threads idle for most of a task.
         mc = ceil_div(ceil_div(g.M, MR), mt) * MR;
