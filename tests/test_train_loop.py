@@ -89,8 +89,26 @@ def test_windows_and_split():
     assert [x.shape[0] for x, _ in seq] == [4, 4]
     assert [x.shape[0] for x, _ in Windows(tr, 40).sequential(4)] == [2]  # only a partial one
     assert np.array_equal(seq[0][0][1], np.arange(8, 16))
-    with pytest.raises(ValueError, match="at least T \\+ 1 = 9 tokens"):
+    with pytest.raises(ValueError, match="at least 9 tokens for windows of T = 8"):
         Windows(tok[:8], 8)
+
+
+def test_windows_with_labels():
+    """Given labels (a teacher's predictions, -1 where nothing is learned), windows pair each
+    token with the label at its own position, and can start up to the last full window."""
+    tok = np.arange(20, dtype=np.int32)
+    lab = np.where(tok % 5 == 0, -1, 1000 + tok).astype(np.int32)
+    w = Windows(tok, 8, labels=lab)
+    assert w.n_windows == 13
+    ids, tg = w.sample(64, np.random.default_rng(1))
+    assert np.array_equal(tg, np.where(ids % 5 == 0, -1, 1000 + ids))
+    assert ids[:, 0].max() == 12
+    seq = list(w.sequential(2))
+    assert np.array_equal(seq[0][0], [np.arange(8), np.arange(8, 16)])
+    assert np.array_equal(seq[0][1][1], lab[8:16])
+    Windows(tok[:8], 8, labels=lab[:8])  # exactly one window
+    with pytest.raises(ValueError, match="labels has shape"):
+        Windows(tok, 8, labels=lab[:-1])
 
 
 def test_byte_tokenizer_round_trip():

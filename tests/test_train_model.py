@@ -39,7 +39,7 @@ def perturbed_model(cfg, seed=1):
 
 
 # ---- float64 numpy model (independent of the native code) ----
-def np_forward(cfg, P, ids, tg):
+def np_forward(cfg, P, ids, tg, head_rows=None):
     B, T = ids.shape
     H, Hkv, D, F = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.ffn
     i = np.arange(D // 2)
@@ -73,37 +73,52 @@ def np_forward(cfg, P, ids, tg):
         g, u = gu[..., :F], gu[..., F:]
         x = x + (g / (1 + np.exp(-g)) * u) @ P[w + "ffn_down.weight"].T
     wout = P["output.weight"] if "output.weight" in P else P["token_embd.weight"]
+    wout = wout[:head_rows or cfg.vocab]
     z = (norm(x, P["output_norm.weight"]) @ wout.T).reshape(B * T, -1)
     m = z.max(-1, keepdims=True)
     lse = (m + np.log(np.exp(z - m).sum(-1, keepdims=True)))[:, 0]
     t = tg.reshape(-1)
-    keep = t >= 0
+    keep = (t >= 0) & (t < len(wout))
     return float((lse - z[np.arange(len(t)), np.where(keep, t, 0)])[keep].mean())
 
 
+@pytest.mark.parametrize("head_rows", [None, 30])
 @pytest.mark.parametrize("name", list(CFGS))
-def test_model_grads_vs_finite_differences(isa, name):
+def test_model_grads_vs_finite_differences(isa, name, head_rows):
+    """With head_rows, logits cover ids < head_rows and targets above are ignored (FR-Spec
+    drafts); a full-head step first leaves gradients the restricted one must not keep."""
     cfg = CFGS[name]
     m = perturbed_model(cfg)
     ids, tg = batch(cfg, 2, 7, name)
+    if head_rows:
+        m.forward(ids, tg)
+        m.backward()
+        m.head_rows = head_rows
+        assert (tg >= head_rows).sum() >= 3 and (tg[tg >= 0] < head_rows).sum() >= 3
     loss = m.forward(ids, tg)
     m.zero_grad()
     m.backward()
     P = {n: m.params[n].astype(np.float64) for n in m.params}
-    assert loss == pytest.approx(np_forward(cfg, P, ids, tg), rel=1e-5)
+    assert loss == pytest.approx(np_forward(cfg, P, ids, tg, head_rows), rel=1e-5)
+    if head_rows:
+        assert m.logits(ids[:1]).shape == (ids.shape[1], head_rows)
     r = np.random.default_rng(7)
     for n in m.params:  # one random direction per tensor
         u = r.standard_normal(P[n].shape)
         eps = 1e-6
         Pp, Pm = dict(P), dict(P)
         Pp[n], Pm[n] = P[n] + eps * u, P[n] - eps * u
-        want = (np_forward(cfg, Pp, ids, tg) - np_forward(cfg, Pm, ids, tg)) / (2 * eps)
+        want = (np_forward(cfg, Pp, ids, tg, head_rows)
+                - np_forward(cfg, Pm, ids, tg, head_rows)) / (2 * eps)
         got = float((m.grads[n].astype(np.float64) * u).sum())
         assert abs(got - want) <= 2e-4 * max(abs(want), 1e-2), (n, got, want)
 
 
 def test_backward_needs_forward():
     m = LlamaModel(CFGS["tied"])
+    for bad in (0, 51, 2.5):
+        with pytest.raises(ValueError, match=f"head_rows={bad!r}"):
+            m.head_rows = bad
     with pytest.raises(RuntimeError, match="needs a preceding forward"):
         m.backward()
     with pytest.raises(ValueError, match="exceeds the context 16"):

@@ -81,6 +81,9 @@ class CudaLlamaModel:
     @classmethod
     def from_model(cls, model, dtype: str = "float32", device: int = 0) -> CudaLlamaModel:
         """The GPU twin of a CPU LlamaModel (its parameters and frozen set)."""
+        if getattr(model, "head_rows", model.config.vocab) < model.config.vocab:
+            raise ValueError(f"head_rows={model.head_rows}: a vocabulary-prefix head trains on "
+                             f"the CPU only")
         m = cls(model.config, params=model.params, dtype=dtype, device=device)
         m.frozen = set(model.frozen)
         return m

@@ -109,31 +109,46 @@ def split(tokens: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarr
 
 
 class Windows:
-    """Windows of T + 1 tokens from a 1-D token array: (ids [B, T], targets [B, T])."""
+    """Windows of T tokens from a 1-D token array: (ids [B, T], targets [B, T]).
 
-    def __init__(self, tokens: np.ndarray, T: int):
+    Targets are the next tokens, or, with ``labels`` (same length as tokens), labels[i] is the
+    target at position i: e.g. a teacher's prediction there (distillation), negative where
+    nothing is to be learned (a prompt, the seam between two documents)."""
+
+    def __init__(self, tokens: np.ndarray, T: int, labels: np.ndarray | None = None):
         self.tokens = np.ascontiguousarray(tokens, dtype=np.int32)
         self.T = int(T)
-        if len(self.tokens) < self.T + 1:
-            raise ValueError(f"need at least T + 1 = {self.T + 1} tokens, got {len(self.tokens)}")
+        if labels is None:  # next-token targets: a window needs one token more
+            self.labels, self._extra = self.tokens[1:], 1
+        else:
+            self.labels, self._extra = np.ascontiguousarray(labels, dtype=np.int32), 0
+            if self.labels.shape != self.tokens.shape:
+                raise ValueError(f"labels has shape {self.labels.shape}, tokens {self.tokens.shape}")
+        if len(self.tokens) < self.T + self._extra:
+            raise ValueError(f"need at least {self.T + self._extra} tokens for windows of "
+                             f"T = {self.T}, got {len(self.tokens)}")
+
+    @property
+    def n_windows(self) -> int:
+        """Start positions a window can take."""
+        return len(self.tokens) - self.T - self._extra + 1
+
+    def _take(self, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        idx = starts[:, None] + np.arange(self.T)[None, :]
+        return np.ascontiguousarray(self.tokens[idx]), np.ascontiguousarray(self.labels[idx])
 
     def sample(self, B: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """B windows at uniformly random offsets."""
-        starts = rng.integers(0, len(self.tokens) - self.T, B)
-        idx = starts[:, None] + np.arange(self.T + 1)[None, :]
-        w = self.tokens[idx]
-        return np.ascontiguousarray(w[:, :-1]), np.ascontiguousarray(w[:, 1:])
+        return self._take(rng.integers(0, self.n_windows, B))
 
     def sequential(self, B: int, max_batches: int | None = None):
         """Non-overlapping windows in order, B at a time. A last partial batch is dropped
         unless it is the only one (a new batch shape would mean new activation buffers)."""
-        n = (len(self.tokens) - 1) // self.T
+        n = (len(self.tokens) - self._extra) // self.T
         if n >= B:
             n = n // B * B
         starts = np.arange(n) * self.T
         for i, b in enumerate(range(0, n, B)):
             if max_batches is not None and i >= max_batches:
                 return
-            idx = starts[b:b + B, None] + np.arange(self.T + 1)[None, :]
-            w = self.tokens[idx]
-            yield np.ascontiguousarray(w[:, :-1]), np.ascontiguousarray(w[:, 1:])
+            yield self._take(starts[b:b + B])

@@ -37,7 +37,7 @@ _t = _core.train
 class _Acts:
     """Activation and scratch buffers for one (B, T)."""
 
-    def __init__(self, cfg: LlamaConfig, B: int, T: int):
+    def __init__(self, cfg: LlamaConfig, B: int, T: int, V: int):
         N, C, L, F = B * T, cfg.d_model, cfg.n_layers, cfg.ffn
         HD = cfg.n_heads * cfg.head_dim
         z = lambda *s: np.zeros(s, np.float32)
@@ -54,7 +54,7 @@ class _Acts:
         self.gu = [z(N, 2 * F) for _ in range(L)]
         self.act = [z(N, F) for _ in range(L)]
         self.hf, self.rstdf = z(N, C), z(N)
-        self.logits = z(N, cfg.vocab)
+        self.logits = z(N, V)  # V: the head's rows
         self.losses = z(N)
         # backward scratch
         self.tmp = z(N, C)
@@ -93,6 +93,23 @@ class LlamaModel:
         # then overwrite (beta 0) instead of accumulating into a separately zeroed buffer.
         self._grads_pending_zero = False
         self.scale = 1.0 / math.sqrt(config.head_dim)
+        self._head_rows = config.vocab
+
+    @property
+    def head_rows(self) -> int:
+        """Rows of the output head in use: logits cover token ids < head_rows, and targets at or
+        above it are ignored (a draft model trained for a vocabulary-prefix head, FR-Spec;
+        BPE ids follow merge order, i.e. frequency). Default: the whole vocabulary."""
+        return self._head_rows
+
+    @head_rows.setter
+    def head_rows(self, n: int) -> None:
+        if not (isinstance(n, (int, np.integer)) and 1 <= n <= self.config.vocab):
+            raise ValueError(f"head_rows={n!r} must be an int in [1, {self.config.vocab}]")
+        if int(n) != self._head_rows:
+            self._head_rows = int(n)
+            self._acts = None
+            self._have_fwd = False
 
     @classmethod
     def from_gguf(cls, path, context: int | None = None, threads: int | None = None):
@@ -111,14 +128,14 @@ class LlamaModel:
             raise ValueError(f"sequence length T={T} exceeds the context {self.config.context}")
         if self._acts is None or (self._acts.B, self._acts.T) != (B, T):
             self._acts = None  # release before allocating the new shape
-            self._acts = _Acts(self.config, B, T)
+            self._acts = _Acts(self.config, B, T, self._head_rows)
         return self._acts
 
     # ---- forward ----
     def forward(self, ids, targets=None, grad: bool = True) -> float | np.ndarray:
         """Runs the model on ids [B, T]. With targets [B, T] (negative: ignored) returns the
         mean cross-entropy and, when grad, leaves d(loss)/d(logits) ready for backward().
-        Without targets returns the logits [B*T, V] (a view of an internal buffer)."""
+        Without targets returns the logits [B*T, head_rows] (a view of an internal buffer)."""
         ids = np.asarray(ids)
         if ids.ndim != 2:
             raise ValueError(f"ids must be (B, T), got shape {ids.shape}")
@@ -143,18 +160,20 @@ class LlamaModel:
             _t.add(a.mid[li], a.tmp, a.res[li + 1], th)
         L = cfg.n_layers
         _t.rmsnorm_fwd(a.res[L], p["output_norm.weight"], a.hf, a.rstdf, cfg.eps, th)
-        _t.linear_fwd(a.hf, p.output_weight(), None, a.logits, th)
+        _t.linear_fwd(a.hf, p.output_weight()[:self._head_rows], None, a.logits, th)
         if targets is None:
             self._have_fwd = False
             return a.logits
         a.targets[:] = np.asarray(targets).reshape(-1)
+        if self._head_rows < cfg.vocab:  # outside the head: nothing to learn
+            a.targets[a.targets >= self._head_rows] = -1
         n_valid = int((a.targets >= 0).sum())
         _t.softmax_xent(a.logits, a.targets, a.losses, 1.0 / max(1, n_valid), grad, th)
         self._have_fwd = grad
         return float(a.losses.sum(dtype=np.float64) / max(1, n_valid))
 
     def logits(self, ids) -> np.ndarray:
-        """Logits [T, V] (or [B*T, V] for ids [B, T]) as a fresh array."""
+        """Logits [T, head_rows] (or [B*T, head_rows] for ids [B, T]) as a fresh array."""
         ids = np.asarray(ids, dtype=np.int32)
         if ids.ndim == 1:
             ids = ids[None]
@@ -202,14 +221,19 @@ class LlamaModel:
             for name in grads:
                 if name not in mats or name in frozen:
                     grads[name].fill(0.0)
+            if out_name not in frozen:  # the head's GEMM writes its first head_rows rows
+                grads[out_name][self._head_rows:].fill(0.0)
 
         def g(name):  # the gradient buffer, or None / a scratch one when frozen
             if name not in frozen:
                 return grads[name]
             return dummy if name.endswith("norm.weight") else None
 
-        # logits = hf Wout^T (a.logits now holds dlogits)
-        _t.linear_bwd(a.hf, p.output_weight(), a.logits, a.dh, g(out_name), None, False, th, acc)
+        # logits = hf Wout[:head_rows]^T (a.logits now holds dlogits)
+        R = self._head_rows
+        d_out = g(out_name)
+        _t.linear_bwd(a.hf, p.output_weight()[:R], a.logits, a.dh,
+                      None if d_out is None else d_out[:R], None, False, th, acc)
         a.dres.fill(0.0)
         _t.rmsnorm_bwd(a.res[L], p["output_norm.weight"], a.rstdf, a.dh, a.dres,
                        g("output_norm.weight"), th)
