@@ -484,13 +484,53 @@ struct BF16W {
     }
 };
 
+// The C >= 2 activation rows of a float-weight product interleaved per 16-float step,
+// xi[(k / 16) * C + c] = x[c][k .. k + 15], 64-byte aligned and zero past K: one pointer with
+// constant offsets instead of C pointers (which spilled into vector registers and cost a
+// vmovq on an FMA port per use), and aligned loads (the engine's rows start 16-byte aligned,
+// so each unaligned 64-byte load was split over two lines). The zero tail gives the masked
+// loads' zeros: the same float operations as before.
+struct Interleaved {
+    float* ptr = nullptr;
+    size_t cap = 0;
+    ~Interleaved() { std::free(ptr); }
+    const float* fill(const float* const* x, int C, int64_t K) {
+        const int64_t steps = (K + 15) / 16;
+        const size_t n = (size_t)(steps * C * 16);
+        if (n > cap) {
+            std::free(ptr);
+            ptr = static_cast<float*>(std::aligned_alloc(64, n * sizeof(float)));
+            if (!ptr) {
+                cap = 0;
+                throw std::bad_alloc();
+            }
+            cap = n;
+        }
+        for (int64_t s = 0; s < steps; ++s) {
+            const int64_t k = 16 * s;
+            const __mmask16 m = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1);
+            for (int c = 0; c < C; ++c)
+                _mm512_store_ps(ptr + (s * C + c) * 16, _mm512_maskz_loadu_ps(m, x[c] + k));
+        }
+        return ptr;
+    }
+};
+thread_local Interleaved t_interleaved;
+
 template <class T>
 struct FloatRows {
-    // Weight rows n .. n+R-1 against the C rows x: one accumulator per (row, x row), each
-    // weight vector converted once per step and used C times.
+    // Weight rows n .. n+R-1 against C activation rows: one accumulator per (row, x row), each
+    // weight vector converted once per step and used C times. x: the row itself (C = 1), or
+    // the Interleaved rows (C >= 2).
+    template <int C>
+    static inline __m512 xvec(const float* x, int64_t k, int c) {
+        if constexpr (C == 1) return _mm512_loadu_ps(x + k);
+        return _mm512_load_ps(x + (k / 16 * C + c) * 16);
+    }
+
     template <int R, int C>
     static inline __attribute__((always_inline)) void block(int64_t K, const uint8_t* w,
-                                                            int64_t ws, const float* const* x,
+                                                            int64_t ws, const float* x,
                                                             float* y, int64_t ldy, bool pf,
                                                             bool pf2) {
         __m512 acc[R][C];
@@ -511,7 +551,7 @@ struct FloatRows {
             __m512 wv[R];
             for (int r = 0; r < R; ++r) wv[r] = T::load(w + r * ws, k);
             for (int c = 0; c < C; ++c) {
-                const __m512 xv = _mm512_loadu_ps(x[c] + k);
+                const __m512 xv = xvec<C>(x, k, c);
                 for (int r = 0; r < R; ++r) acc[r][c] = _mm512_fmadd_ps(wv[r], xv, acc[r][c]);
             }
         }
@@ -520,7 +560,7 @@ struct FloatRows {
             __m512 wv[R];
             for (int r = 0; r < R; ++r) wv[r] = T::loadm(w + r * ws, k, m);
             for (int c = 0; c < C; ++c) {
-                const __m512 xv = _mm512_maskz_loadu_ps(m, x[c] + k);
+                const __m512 xv = C == 1 ? _mm512_maskz_loadu_ps(m, x + k) : xvec<C>(x, k, c);
                 for (int r = 0; r < R; ++r) acc[r][c] = _mm512_fmadd_ps(wv[r], xv, acc[r][c]);
             }
         }
@@ -546,8 +586,14 @@ struct FloatRows {
                     float* y, int64_t ldy) {
         // weight rows per block: <= 24 accumulators, and >= 8 independent FMA chains
         constexpr int R = C == 1 ? 8 : C == 2 ? 6 : C <= 6 ? 4 : 3;
-        const float* x[C];
-        for (int c = 0; c < C; ++c) x[c] = reinterpret_cast<const float*>(act[c]);
+        const float* x;
+        if constexpr (C == 1) {
+            x = reinterpret_cast<const float*>(act[0]);
+        } else {
+            const float* rows[C];
+            for (int c = 0; c < C; ++c) rows[c] = reinterpret_cast<const float*>(act[c]);
+            x = t_interleaved.fill(rows, C, K);
+        }
         int64_t n = 0;
         for (; n + R <= N; n += R)
             block<R, C>(K, w + n * ws, ws, x, y + n, ldy, n + 2 * R <= N, n + 3 * R <= N);
