@@ -15,6 +15,8 @@ Method (greedy, fixed γ, end-of-generation ignored so every run makes n tokens)
 - α: accepted / examined proposals (examined: up to and including each round's first rejection);
 - with --draft-head-rows N, the draft pair again with the draft's output head cut to token ids
   < N (FR-Spec: BPE ids follow merge order, i.e. frequency), c measured that way too;
+- with --distilled PATH, a draft trained by `pylm distill` on the target's outputs (its head cut
+  to --distilled-head-rows, 8192 by default, as it was trained);
 - n-gram prompt lookup on a prompt that asks to repeat a given text (c ≈ 0);
 - per row, the same costs inside the speculative runs (c_in_run, v_in_run: the draft's step
   there also pays for catch-up calls, its sampler and a cache the target has just swept) and
@@ -84,28 +86,34 @@ def predicted(alpha: float, gamma: int, c: float, v: float = 1.0) -> float:
 def bench(args) -> dict:
     target = pylm.load(args.model, threads=args.threads, n_ctx=args.ctx)
     draft = pylm.load(args.draft, threads=args.threads, n_ctx=args.ctx) if args.draft else None
+    distilled = (pylm.load(args.distilled, threads=args.threads, n_ctx=args.ctx)
+                 if args.distilled else None)
     out = {"target": str(target.path), "draft": str(draft.path) if draft else None,
+           "distilled": str(distilled.path) if distilled else None,
            "threads": target.threads, "isa": pylm.active_isa(), "n": args.n, "clock": args.clock,
            "rows": []}
+    # The draft configurations: (row kind, model, head rows).
+    pairs = []
+    if draft is not None:
+        pairs.append(("draft", draft, draft.n_vocab))
+        if args.draft_head_rows:
+            pairs.append(("draft-fr", draft, args.draft_head_rows))
+    if distilled is not None:
+        pairs.append(("distilled", distilled, args.distilled_head_rows or distilled.n_vocab))
     # Step costs in alternation (the machine's speed drifts: a ratio of two separate timings
     # would carry that drift), median of per-round ratios.
-    steps, cs, cs_fr = [], [], []
+    steps, cs = [], {kind: [] for kind, _, _ in pairs}
     for _ in range(5):
         t = step_time(target, 6)
         steps.append(t)
-        if draft is not None:
-            cs.append(step_time(draft, 6) / t)
-            if args.draft_head_rows:
-                draft.head_rows = args.draft_head_rows
-                cs_fr.append(step_time(draft, 6) / t)
-                draft.head_rows = draft.n_vocab
+        for kind, m, rows in pairs:
+            m.head_rows = rows
+            cs[kind].append(step_time(m, 6) / t)
     t_tgt = statistics.median(steps)
     out["target_step_s"] = t_tgt
-    if draft is not None:
-        out["c"] = statistics.median(cs)
-        if args.draft_head_rows:
-            out["c_fr"] = statistics.median(cs_fr)
-            out["draft_head_rows"] = args.draft_head_rows
+    costs = {kind: statistics.median(v) for kind, v in cs.items()}
+    out["c"] = costs
+    out["head_rows"] = {kind: rows for kind, _, rows in pairs}
     prompts = PROMPTS
     chat = [{"role": "user", "content": "Repeat this code exactly, then say done:\n\n" + REPEAT_TEXT}]
     repeat_prompt = target.apply_chat_template(chat) if target.metadata.get("tokenizer.chat_template") \
@@ -142,20 +150,21 @@ def bench(args) -> dict:
     base_tps, base_res = median_tps(prompts)
     out["baseline_tps"] = base_tps
     print(f"target step {t_tgt * 1e3:.1f} ms, baseline {base_tps:.1f} tok/s"
-          + (f", c = {out['c']:.3f}" if draft is not None else ""), file=sys.stderr)
+          + "".join(f", c({kind}) = {c:.3f}" for kind, c in costs.items()), file=sys.stderr)
     cases = []
-    if draft is not None:
-        cases += [("draft", g, draft, prompts, base_res) for g in args.gamma]
-        if args.draft_head_rows:
-            cases += [("draft-fr", g, draft, prompts, base_res) for g in args.gamma]
-        cases += [("draft+adaptive", max(args.gamma), draft, prompts, base_res)]
+    for kind, m, _ in pairs:
+        cases += [(kind, g, m, prompts, base_res) for g in args.gamma]
+        cases += [(kind + "+adaptive", max(args.gamma), m, prompts, base_res)]
     rep_tps, rep_res = median_tps([repeat_prompt])
     out["baseline_repeat_tps"] = rep_tps
     cases += [("ngram", g, "ngram", [repeat_prompt], rep_res) for g in args.ngram_gamma]
     cases += [("ngram+adaptive", max(args.ngram_gamma), "ngram", [repeat_prompt], rep_res)]
     for kind, g, d, prompts_, ref_res in cases:
         v = step_time(target, 8, g + 1) / t_tgt
+        base_kind = kind.removesuffix("+adaptive")
         adaptive = kind.endswith("+adaptive")  # γ varies: the formula's rows use the start γ
+        if base_kind in out["head_rows"]:  # the draft's head (FR-Spec rows: a vocabulary prefix)
+            d.head_rows = out["head_rows"][base_kind]
         tps, res, speedup = paired(prompts_, draft=d, n_draft=g, adaptive_draft=adaptive)
         same = all(a.token_ids == b.token_ids for a, b in zip(res, ref_res))
         acc = sum(r.stats.accepted for r in res)
@@ -163,11 +172,7 @@ def bench(args) -> dict:
         alpha = acc / (acc + rej) if acc + rej else float("nan")
         calls = sum(r.stats.target_calls for r in res)
         tpc = sum(r.stats.generated_tokens - 1 for r in res) / calls
-        c = out.get("c", 0.0) if kind.startswith("draft") else 0.0
-        if draft is not None:  # the FR-Spec rows: the draft's head cut to a vocabulary prefix
-            fr = kind.startswith("draft-fr")
-            draft.head_rows = args.draft_head_rows if fr else draft.n_vocab
-            c = out["c_fr"] if fr else c
+        c = costs.get(base_kind, 0.0)
         # The same costs as they were inside the speculative runs: a draft step's mean time
         # (catch-up calls, its sampler, and the target's weights having evicted the draft's from
         # the cache included) and a verification's, over the isolated target step; and the share
@@ -185,10 +190,10 @@ def bench(args) -> dict:
                "predicted_in_run": predicted(alpha, g, c_run)}
         row["measured_over_predicted"] = row["speedup"] / row["predicted"]
         out["rows"].append(row)
-        print(f"{kind:14s} γ={g}: α={alpha:.3f} tok/call={tpc:.2f} (pred {row['tokens_per_call_predicted']:.2f}) "
+        print(f"{kind:19s} γ={g}: α={alpha:.3f} tok/call={tpc:.2f} (pred {row['tokens_per_call_predicted']:.2f}) "
               f"v={v:.2f} {tps:.1f} tok/s speedup {row['speedup']:.2f}x, predicted {row['predicted']:.2f}x "
               f"(refined {row['predicted_refined']:.2f}x), identical={same}\n"
-              f"{'':14s}   in the run: c={c_run:.3f} v={v_run:.2f} outside forwards "
+              f"{'':19s}   in the run: c={c_run:.3f} v={v_run:.2f} outside forwards "
               f"{100 * other:.1f}%, formula with c_run {row['predicted_in_run']:.2f}x",
               file=sys.stderr)
     return out
@@ -206,6 +211,10 @@ def main(argv=None) -> int:
     ap.add_argument("--draft-head-rows", type=int, default=None, metavar="N",
                     help="also run the draft pair with the draft's head cut to token ids < N "
                          "(FR-Spec), with its own c")
+    ap.add_argument("--distilled", default=None,
+                    help="a draft trained by `pylm distill` for this target: its own rows")
+    ap.add_argument("--distilled-head-rows", type=int, default=8192, metavar="N",
+                    help="the distilled draft's head rows (what it was trained for; 0: all)")
     ap.add_argument("--ngram-gamma", type=int, nargs="+", default=[4, 8])
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall")
     ap.add_argument("--json", default=None)

@@ -7,7 +7,8 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["info", "pull", "generate", "bench", "quantize", "tokenize", "train", "bench_kernels"]
+COMMANDS = ["info", "pull", "generate", "bench", "quantize", "tokenize", "train", "distill",
+            "bench_kernels"]
 
 
 def build_parser() -> argparse.ArgumentParser:
