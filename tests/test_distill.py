@@ -111,6 +111,11 @@ def test_distilled_draft_end_to_end(tmp_path, smol_target, capsys):
                                    draft=draft, n_draft=3)
         assert got.token_ids == want.token_ids, p
         assert got.stats.proposed > 0
+    # a time budget instead of a step count (the corpus is read back from its cache)
+    out2 = tmp_path / "draft2.gguf"
+    assert main(args[:2] + [str(out2)] + args[3:] + ["--minutes", "0.03", "-q"]) == 0
+    assert "teacher:" not in capsys.readouterr().err
+    assert pylm.load(out2, threads=2).config["n_layer"] == 2
     # a corpus too small for its held-out part is an error naming the value
     small = ["distill", str(path), str(tmp_path / "x.gguf"), "--tokens", "40", "--new-tokens",
              "8", "--context", "32", "--batch", "2", "-t", "2", "-q"]
