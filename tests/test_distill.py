@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import model_path
 
 
@@ -20,7 +19,9 @@ def test_draft_prompts_mix_and_exclusions():
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from bench_speculative import PROMPTS
 
-    chat = lambda msgs: "<user>" + msgs[0]["content"] + "</user>"  # noqa: E731
+    def chat(msgs):
+        return "<user>" + msgs[0]["content"] + "</user>"
+
     ps = draft_prompts(200, seed=3, chat_template=chat)
     assert len(ps) == 200 and ps == draft_prompts(200, seed=3, chat_template=chat)
     assert ps != draft_prompts(200, seed=4, chat_template=chat)

@@ -23,7 +23,6 @@ import argparse
 import ast
 import dataclasses
 import sys
-import sysconfig
 import time
 from pathlib import Path
 
@@ -69,24 +68,14 @@ def _cap(s: str) -> str:
     return s[:1].upper() + s[1:]
 
 
-def _stdlib_files():
-    root = Path(sysconfig.get_paths()["stdlib"])
-    skip = {"site-packages", "dist-packages", "test", "tests", "idlelib", "lib2to3"}
-    for path in sorted(root.rglob("*.py")):
-        if skip.isdisjoint(path.relative_to(root).parts):
-            yield path
-
-
 def _stdlib_prompts(limit: int) -> tuple[list[str], list[str]]:
     """(docstring openings, function signatures + docstring first lines) from the stdlib."""
+    from .corpus import stdlib_trees
+
     prose, code = [], []
-    for path in _stdlib_files():
+    for _, tree in stdlib_trees():
         if len(prose) >= limit and len(code) >= limit:
             break
-        try:
-            tree = ast.parse(path.read_text(encoding="utf-8"))
-        except (SyntaxError, UnicodeDecodeError, ValueError):
-            continue
         for node in ast.walk(tree):
             if not isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.Module)):
                 continue
@@ -112,8 +101,8 @@ def draft_prompts(n: int, seed: int = 0, chat_template=None) -> list[str]:
     n_doc, n_code = int(0.30 * n), int(0.25 * n)
     n_chat = int(0.15 * n) if chat_template is not None else 0
     docs, code = _stdlib_prompts(max(n_doc, n_code) * 4)
-    pick = lambda xs, k: [xs[i] for i in rng.permutation(len(xs))[:k]]  # noqa: E731
-    out = pick(docs, n_doc) + pick(code, n_code)
+    out = [docs[i] for i in rng.permutation(len(docs))[:n_doc]]
+    out += [code[i] for i in rng.permutation(len(code))[:n_code]]
     grid = [(f, t) for f in PROSE for t in TOPICS]
     for i in rng.permutation(len(grid))[: n - len(out) - n_chat]:
         f, t = grid[i]
@@ -190,8 +179,8 @@ def teacher_corpus(target, prompts, new_tokens: int = 192, batch: int = 32,
                   flush=True)
     if progress:
         print(file=sys.stderr)
-    cat = lambda xs: np.fromiter((x for t in xs for x in t), np.int32)  # noqa: E731
-    return cat(tokens), cat(labels)
+    return (np.fromiter((x for t in tokens for x in t), np.int32),
+            np.fromiter((x for t in labels for x in t), np.int32))
 
 
 def layer_subset(cfg: LlamaConfig, params: ParamBuffer, layers) -> tuple[LlamaConfig, ParamBuffer]:
