@@ -218,7 +218,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--head-rows", type=int, default=8192,
                     help="train the head for token ids < N only (run the draft with "
                          "--draft-head-rows N); 0: the whole vocabulary")
-    ap.add_argument("--dtype", default="F16", help="tensor type of the written draft")
+    ap.add_argument("--dtype", default="Q8_0",
+                    help="tensor type of the written draft (Q8_0: the same acceptance as F16 "
+                         "for a 0.7x draft step on SmolLM2)")
     ap.add_argument("-t", "--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
