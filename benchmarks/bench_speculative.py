@@ -18,6 +18,10 @@ Method (greedy, fixed γ, end-of-generation ignored so every run makes n tokens)
 - with --distilled PATH, a draft trained by `pylm distill` on the target's outputs (its head cut
   to --distilled-head-rows, 8192 by default, as it was trained);
 - n-gram prompt lookup on a prompt that asks to repeat a given text (c ≈ 0);
+- with --peer, llama.cpp through llama-cpp-python on the same file, prompt ids and threads:
+  greedy decode alone and with its prompt-lookup speculation (LlamaPromptLookupDecoding) at
+  the same γ, each run alternating with pylm's counterpart (build it for this CPU, see
+  bench_e2e.py);
 - per row, the same costs inside the speculative runs (c_in_run, v_in_run: the draft's step
   there also pays for catch-up calls, its sampler and a cache the target has just swept) and
   the share of decode time outside both models' forwards.
@@ -75,6 +79,53 @@ def run(m, prompt, n, **kw):
     if CLOCK is not time.perf_counter:
         res.stats.decode_s = CLOCK() - t0
     return res
+
+
+def llama_cpp_peer(path, threads: int, ctx: int, prompt_ids, n: int, gammas, reps: int, pylm_model):
+    """llama.cpp (llama-cpp-python) on the same file, prompt ids and threads: greedy decode
+    tokens/s alone and with its prompt-lookup speculation (LlamaPromptLookupDecoding, γ draft
+    tokens), each run right after pylm's counterpart (plain, n-gram) so that each ratio is over
+    the same minutes. None without llama-cpp-python."""
+    try:
+        import llama_cpp
+        from llama_cpp import Llama
+        from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
+    except ImportError:
+        return None
+
+    def llama_tps(llm):
+        toks, t_first = [], None
+        for tok in llm.generate(prompt_ids, top_k=1, temp=0.0, reset=True):
+            toks.append(int(tok))
+            if t_first is None:
+                t_first = CLOCK()  # after the prefill and the first token, as pylm's decode_s
+            if len(toks) == n:
+                break
+        return (len(toks) - 1) / (CLOCK() - t_first), toks
+
+    print("llama.cpp:", llama_cpp.llama_print_system_info().decode().strip(), file=sys.stderr)
+    out = {"system_info": llama_cpp.llama_print_system_info().decode().strip(), "rows": []}
+    for g in [None] + list(gammas):
+        kw = {} if g is None else {"draft_model": LlamaPromptLookupDecoding(num_pred_tokens=g)}
+        llm = Llama(model_path=str(path), n_ctx=ctx, n_threads=threads, n_threads_batch=threads,
+                    verbose=False, **kw)
+        ours, theirs, same = [], [], True
+        for _ in range(reps):
+            r = run(pylm_model, list(prompt_ids), n,
+                    **({} if g is None else {"draft": "ngram", "n_draft": g}))
+            ours.append((r.stats.generated_tokens - 1) / r.stats.decode_s)
+            tps, toks = llama_tps(llm)
+            theirs.append(tps)
+            same = same and toks == list(r.token_ids)
+        row = {"gamma": g, "pylm_tps": statistics.median(ours),
+               "llama_cpp_tps": statistics.median(theirs), "same_tokens": same}
+        row["ratio"] = row["pylm_tps"] / row["llama_cpp_tps"]
+        out["rows"].append(row)
+        print(f"{'plain' if g is None else f'n-gram γ={g}':12s} pylm {row['pylm_tps']:.1f} tok/s, "
+              f"llama.cpp {row['llama_cpp_tps']:.1f} tok/s: {row['ratio']:.2f}x, same tokens={same}",
+              file=sys.stderr)
+        del llm
+    return out
 
 
 def predicted(alpha: float, gamma: int, c: float, v: float = 1.0) -> float:
@@ -196,6 +247,10 @@ def bench(args) -> dict:
               f"{'':19s}   in the run: c={c_run:.3f} v={v_run:.2f} outside forwards "
               f"{100 * other:.1f}%, formula with c_run {row['predicted_in_run']:.2f}x",
               file=sys.stderr)
+    if args.peer:
+        ids = target.tokenize(repeat_prompt, parse_special=True)
+        out["llama_cpp_peer"] = llama_cpp_peer(target.path, target.threads, args.ctx, ids, args.n,
+                                               args.ngram_gamma, max(3, args.reps), target)
     return out
 
 
@@ -216,6 +271,9 @@ def main(argv=None) -> int:
     ap.add_argument("--distilled-head-rows", type=int, default=8192, metavar="N",
                     help="the distilled draft's head rows (what it was trained for; 0: all)")
     ap.add_argument("--ngram-gamma", type=int, nargs="+", default=[4, 8])
+    ap.add_argument("--peer", action="store_true",
+                    help="also llama.cpp (llama-cpp-python) on the repeat prompt, plain and with "
+                         "its prompt-lookup speculation, alternating with pylm's")
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
