@@ -22,9 +22,10 @@ Method (greedy, fixed γ, end-of-generation ignored so every run makes n tokens)
   greedy decode alone and with its prompt-lookup speculation (LlamaPromptLookupDecoding) at
   the same γ, each run alternating with pylm's counterpart (build it for this CPU, see
   bench_e2e.py);
-- per row, the same costs inside the speculative runs (c_in_run, v_in_run: the draft's step
-  there also pays for catch-up calls, its sampler and a cache the target has just swept) and
-  the share of decode time outside both models' forwards.
+- per row, the same costs inside the speculative runs, over a plain decode step of the same
+  minutes (c_in_run, v_in_run: the draft's step there also pays for catch-up calls, its
+  sampler and a cache the target has just swept) and the share of decode time outside both
+  models' forwards.
 Wall-clock times by default; on a shared machine use -t 1 --clock cpu (this process's CPU time,
 which excludes time spent waiting for a core; exact only with one thread).
 """
@@ -185,7 +186,8 @@ def bench(args) -> dict:
 
     def paired(prompts_, **kw):
         """Speculative and plain decoding alternating prompt by prompt: (speculative tok/s,
-        its results, speedup = ratio of the two tokens/s over the same minutes)."""
+        its results, speedup = ratio of the two tokens/s over the same minutes, the plain
+        decode's seconds per token in those minutes)."""
         tok, sec, tok0, sec0, results = 0, 0.0, 0, 0.0, []
         for _ in range(args.reps):
             for p in prompts_:
@@ -196,7 +198,7 @@ def bench(args) -> dict:
                 tok += r.stats.generated_tokens - 1
                 sec += r.stats.decode_s
                 results.append(r)
-        return tok / sec, results, (tok / sec) / (tok0 / sec0)
+        return tok / sec, results, (tok / sec) / (tok0 / sec0), sec0 / tok0
 
     base_tps, base_res = median_tps(prompts)
     out["baseline_tps"] = base_tps
@@ -216,7 +218,7 @@ def bench(args) -> dict:
         adaptive = kind.endswith("+adaptive")  # γ varies: the formula's rows use the start γ
         if base_kind in out["head_rows"]:  # the draft's head (FR-Spec rows: a vocabulary prefix)
             d.head_rows = out["head_rows"][base_kind]
-        tps, res, speedup = paired(prompts_, draft=d, n_draft=g, adaptive_draft=adaptive)
+        tps, res, speedup, step0 = paired(prompts_, draft=d, n_draft=g, adaptive_draft=adaptive)
         same = all(a.token_ids == b.token_ids for a, b in zip(res, ref_res))
         acc = sum(r.stats.accepted for r in res)
         rej = sum(r.stats.rejected for r in res)
@@ -226,11 +228,12 @@ def bench(args) -> dict:
         c = costs.get(base_kind, 0.0)
         # The same costs as they were inside the speculative runs: a draft step's mean time
         # (catch-up calls, its sampler, and the target's weights having evicted the draft's from
-        # the cache included) and a verification's, over the isolated target step; and the share
-        # of the decode time spent outside both forwards (Python, sampling, verification).
+        # the cache included) and a verification's, over a plain decode step of the same
+        # minutes (the isolated step was timed earlier: the machine's speed drifts); and the
+        # share of the decode time spent outside both forwards (Python, sampling, verification).
         n_dc = sum(r.stats.draft_calls for r in res)
-        c_run = sum(r.stats.draft_s for r in res) / n_dc / t_tgt if n_dc else 0.0
-        v_run = sum(r.stats.target_s for r in res) / calls / t_tgt
+        c_run = sum(r.stats.draft_s for r in res) / n_dc / step0 if n_dc else 0.0
+        v_run = sum(r.stats.target_s for r in res) / calls / step0
         fwd_s = sum(r.stats.draft_s + r.stats.target_s for r in res)
         other = 1.0 - fwd_s / sum(r.stats.decode_s for r in res)
         row = {"kind": kind, "gamma": g, "alpha": alpha, "tokens_per_target_call": tpc,
