@@ -122,6 +122,8 @@ def test_distilled_draft_end_to_end(tmp_path, smol_target, capsys):
              "8", "--context", "32", "--batch", "2", "-t", "2", "-q"]
     assert main(small) == 2
     assert "--tokens 40" in capsys.readouterr().err
+    assert main(args[:-2] + ["--minutes", "-1"]) == 2
+    assert "--minutes -1" in capsys.readouterr().err
 
 
 def test_teacher_corpus_sampled_continuations_keep_greedy_labels(smol_target):

@@ -116,7 +116,7 @@ def test_model_grads_vs_finite_differences(isa, name, head_rows):
 
 def test_backward_needs_forward():
     m = LlamaModel(CFGS["tied"])
-    for bad in (0, 51, 2.5):
+    for bad in (0, 51, 2.5, True):
         with pytest.raises(ValueError, match=f"head_rows={bad!r}"):
             m.head_rows = bad
     with pytest.raises(RuntimeError, match="needs a preceding forward"):

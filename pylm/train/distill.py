@@ -236,6 +236,8 @@ def run(a: argparse.Namespace) -> int:
     from .trainer import Trainer
 
     progress = not a.quiet
+    if a.minutes is not None and not a.minutes > 0:
+        raise ValueError(f"--minutes {a.minutes}: must be > 0")
     target_path = resolve(a.target)
     if a.corpus and Path(a.corpus).exists():
         z = np.load(a.corpus)
@@ -280,6 +282,7 @@ def run(a: argparse.Namespace) -> int:
         tr.fit(max_steps=probe, restore_best=False)
         per_step = 1.1 * a.batch * a.context / float(np.median(tr.history["tokens_per_s"]))
         tr.args.max_steps = max(probe, min(a.steps, int(a.minutes * 60 / per_step)))
+        tr.args.warmup = min(tr.args.warmup, max(probe, tr.args.max_steps // 10))
         tr.fit(time_limit=max(0.0, a.minutes * 60 - (time.perf_counter() - t0)))
     else:
         tr.fit()

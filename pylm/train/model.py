@@ -104,7 +104,7 @@ class LlamaModel:
 
     @head_rows.setter
     def head_rows(self, n: int) -> None:
-        if not (isinstance(n, (int, np.integer)) and 1 <= n <= self.config.vocab):
+        if isinstance(n, bool) or not (isinstance(n, (int, np.integer)) and 1 <= n <= self.config.vocab):
             raise ValueError(f"head_rows={n!r} must be an int in [1, {self.config.vocab}]")
         if int(n) != self._head_rows:
             self._head_rows = int(n)
