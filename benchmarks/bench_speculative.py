@@ -104,8 +104,8 @@ def llama_cpp_peer(path, threads: int, ctx: int, prompt_ids, n: int, gammas, rep
                 break
         return (len(toks) - 1) / (CLOCK() - t_first), toks
 
-    print("llama.cpp:", llama_cpp.llama_print_system_info().decode().strip(), file=sys.stderr)
     out = {"system_info": llama_cpp.llama_print_system_info().decode().strip(), "rows": []}
+    print("llama.cpp:", out["system_info"], file=sys.stderr)
     for g in [None] + list(gammas):
         kw = {} if g is None else {"draft_model": LlamaPromptLookupDecoding(num_pred_tokens=g)}
         llm = Llama(model_path=str(path), n_ctx=ctx, n_threads=threads, n_threads_batch=threads,
@@ -114,7 +114,7 @@ def llama_cpp_peer(path, threads: int, ctx: int, prompt_ids, n: int, gammas, rep
         for _ in range(reps):
             r = run(pylm_model, list(prompt_ids), n,
                     **({} if g is None else {"draft": "ngram", "n_draft": g}))
-            ours.append((r.stats.generated_tokens - 1) / r.stats.decode_s)
+            ours.append(r.stats.tokens_per_s)
             tps, toks = llama_tps(llm)
             theirs.append(tps)
             same = same and toks == list(r.token_ids)
@@ -165,7 +165,7 @@ def bench(args) -> dict:
     out["target_step_s"] = t_tgt
     costs = {kind: statistics.median(v) for kind, v in cs.items()}
     out["c"] = costs
-    out["head_rows"] = {kind: rows for kind, _, rows in pairs}
+    out["head_rows"] = {kind: rows for kind, _, rows in pairs}  # ngram rows: none
     prompts = PROMPTS
     chat = [{"role": "user", "content": "Repeat this code exactly, then say done:\n\n" + REPEAT_TEXT}]
     repeat_prompt = target.apply_chat_template(chat) if target.metadata.get("tokenizer.chat_template") \
@@ -205,19 +205,18 @@ def bench(args) -> dict:
     print(f"target step {t_tgt * 1e3:.1f} ms, baseline {base_tps:.1f} tok/s"
           + "".join(f", c({kind}) = {c:.3f}" for kind, c in costs.items()), file=sys.stderr)
     cases = []
-    for kind, m, _ in pairs:
-        cases += [(kind, g, m, prompts, base_res) for g in args.gamma]
-        cases += [(kind + "+adaptive", max(args.gamma), m, prompts, base_res)]
+    for kind, m, rows in pairs:
+        cases += [(kind, g, m, rows, prompts, base_res) for g in args.gamma]
+        cases += [(kind + "+adaptive", max(args.gamma), m, rows, prompts, base_res)]
     rep_tps, rep_res = median_tps([repeat_prompt])
     out["baseline_repeat_tps"] = rep_tps
-    cases += [("ngram", g, "ngram", [repeat_prompt], rep_res) for g in args.ngram_gamma]
-    cases += [("ngram+adaptive", max(args.ngram_gamma), "ngram", [repeat_prompt], rep_res)]
-    for kind, g, d, prompts_, ref_res in cases:
+    cases += [("ngram", g, "ngram", None, [repeat_prompt], rep_res) for g in args.ngram_gamma]
+    cases += [("ngram+adaptive", max(args.ngram_gamma), "ngram", None, [repeat_prompt], rep_res)]
+    for kind, g, d, rows, prompts_, ref_res in cases:
         v = step_time(target, 8, g + 1) / t_tgt
-        base_kind = kind.removesuffix("+adaptive")
         adaptive = kind.endswith("+adaptive")  # γ varies: the formula's rows use the start γ
-        if base_kind in out["head_rows"]:  # the draft's head (FR-Spec rows: a vocabulary prefix)
-            d.head_rows = out["head_rows"][base_kind]
+        if rows is not None:  # the draft's head (FR-Spec rows: a vocabulary prefix)
+            d.head_rows = rows
         tps, res, speedup, step0 = paired(prompts_, draft=d, n_draft=g, adaptive_draft=adaptive)
         same = all(a.token_ids == b.token_ids for a, b in zip(res, ref_res))
         acc = sum(r.stats.accepted for r in res)
@@ -225,7 +224,7 @@ def bench(args) -> dict:
         alpha = acc / (acc + rej) if acc + rej else float("nan")
         calls = sum(r.stats.target_calls for r in res)
         tpc = sum(r.stats.generated_tokens - 1 for r in res) / calls
-        c = costs.get(base_kind, 0.0)
+        c = costs.get(kind.removesuffix("+adaptive"), 0.0)
         # The same costs as they were inside the speculative runs: a draft step's mean time
         # (catch-up calls, its sampler, and the target's weights having evicted the draft's from
         # the cache included) and a verification's, over a plain decode step of the same

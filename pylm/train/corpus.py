@@ -29,14 +29,14 @@ def python_topics_text() -> str:
 
 
 def stdlib_trees():
-    """(path, ast.Module) of each source of the installed standard library, path order (test
+    """The ast.Module of each source of the installed standard library, path order (test
     suites, idlelib and lib2to3 skipped, and files that do not parse)."""
     root = Path(sysconfig.get_paths()["stdlib"])
     for path in sorted(root.rglob("*.py")):
         if _SKIP_DIRS.intersection(path.relative_to(root).parts):
             continue
         try:
-            yield path, ast.parse(path.read_text(encoding="utf-8"))
+            yield ast.parse(path.read_text(encoding="utf-8"))
         except (SyntaxError, UnicodeDecodeError, ValueError):
             continue
 
@@ -44,7 +44,7 @@ def stdlib_trees():
 def stdlib_docstrings_text(min_chars: int = 80) -> str:
     """Docstrings of the installed standard library (module, class, function), path order."""
     parts = []
-    for _, tree in stdlib_trees():
+    for tree in stdlib_trees():
         for node in ast.walk(tree):
             if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
                 doc = ast.get_docstring(node)

@@ -73,7 +73,7 @@ def _stdlib_prompts(limit: int) -> tuple[list[str], list[str]]:
     from .corpus import stdlib_trees
 
     prose, code = [], []
-    for _, tree in stdlib_trees():
+    for tree in stdlib_trees():
         if len(prose) >= limit and len(code) >= limit:
             break
         for node in ast.walk(tree):
@@ -125,16 +125,14 @@ def teacher_corpus(target, prompts, new_tokens: int = 192, batch: int = 32,
     (over the prompt too), so a window across two sequences never learns the seam. Greedy,
     a continuation is its labels, shifted by one.
     """
+    from ..sampling import Sampler, SamplingParams
+
     if not temperature >= 0:
         raise ValueError(f"temperature={temperature!r} must be >= 0")
-    rng = np.random.default_rng(seed)
+    sampler = Sampler(SamplingParams(temperature=temperature, seed=seed), target.n_vocab)
 
-    def pick(logits: np.ndarray, greedy: int) -> int:
-        if temperature == 0:
-            return greedy
-        z = (logits.astype(np.float64) - logits[greedy]) / temperature
-        cdf = np.cumsum(np.exp(z))
-        return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(cdf) - 1))
+    def pick(logits: np.ndarray, greedy: int) -> int:  # greedy: the argmax, already known
+        return greedy if sampler.params.greedy else sampler.sample(logits)
 
     eog = set(target.eog_ids())
     tokens, labels = [], []
