@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/isa.h"
+#include "core/scratch.h"
 #include "core/thread_pool.h"
 
 namespace pylm {
@@ -59,29 +60,9 @@ constexpr int64_t kTasksPerThread = 16;
 constexpr int64_t kTasksPerThreadLongK = 4;
 constexpr int64_t kLongKBlocks = 3;  // "long": at least this many K blocks
 
-// A 64-byte aligned scratch buffer per calling thread, grown on demand and reused across calls
-// so repeated products do not page-fault fresh allocations.
-struct Scratch {
-    float* p = nullptr;
-    size_t n = 0;
-    ~Scratch() { std::free(p); }
-    float* get(size_t floats) {
-        if (floats > n) {
-            std::free(p);
-            const size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
-            p = static_cast<float*>(std::aligned_alloc(64, bytes));
-            if (!p) {
-                n = 0;
-                throw std::bad_alloc();
-            }
-            n = floats;
-        }
-        return p;
-    }
-};
 
-thread_local Scratch t_scratch;  // the caller's packed op(B)
-thread_local Scratch t_apack;    // each thread's packed op(A) rows
+thread_local ScratchBuffer t_scratch;  // the caller's packed op(B)
+thread_local ScratchBuffer t_apack;   // each thread's packed op(A) rows
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -120,7 +101,7 @@ void gemm_blocked(const GemmArgs& g, const IsaGemm& k, int nthreads) {
     int64_t nc_max = ceil_div(ceil_div(g.N, nblk), NR) * NR;
     if (nc_max > g.N) nc_max = g.N;
     const int64_t nbp_max = ceil_div(nc_max, NR) * NR;  // padded block width
-    float* Bp = t_scratch.get(static_cast<size_t>(nbp_max * npk * kKC));
+    float* Bp = t_scratch.get<float>(static_cast<size_t>(nbp_max * npk * kKC));
 
     for (int64_t jc = 0; jc < g.N; jc += nc_max) {
         const int64_t nc = g.N - jc < nc_max ? g.N - jc : nc_max;
@@ -160,7 +141,7 @@ void gemm_blocked(const GemmArgs& g, const IsaGemm& k, int nthreads) {
         mc = ceil_div(ceil_div(g.M, MR), mt) * MR;
         mt = ceil_div(g.M, mc);
         parallel_for(mt * nt, 1, nthreads, [&](int64_t b, int64_t e, int) {
-            float* Ap = t_apack.get(static_cast<size_t>(ceil_div(mc, MR) * MR * kKC));
+            float* Ap = t_apack.get<float>(static_cast<size_t>(ceil_div(mc, MR) * MR * kKC));
             for (int64_t t = b; t < e; ++t) {
                 const int64_t i = (t / nt) * mc, j = (t % nt) * nct;
                 const int64_t mlen = g.M - i < mc ? g.M - i : mc;

@@ -14,6 +14,7 @@
 #include <new>
 
 #include "core/half.h"
+#include "core/scratch.h"
 #include "kernels/vmath_avx2.h"
 #include "quant/qdot.h"
 #include "quant/qdot_common.h"
@@ -166,6 +167,9 @@ static inline __attribute__((always_inline)) void unit_weights(const uint8_t* p,
         x[1] = _mm256_permute2x128_si256(lo, hi, 0x31);
     }
 }
+
+// The per-thread buffer of the activation copies (one per gemm call, i.e. per work item).
+thread_local ScratchBuffer t_act_copy;
 
 // Per-call copy of a Q8S row in canonical lane order (the layout of qdot_avx512.cpp's ActCopy):
 // per unit the activation dwords facing x (and y), then for Q4_0/Q5_0 the int32 start values
@@ -321,8 +325,7 @@ struct LegacyRows {
         static const RunFn fns[4] = {run<1>, run<2>, run<3>, run<4>};
         const int64_t nb = K / 32;
         const int64_t rowb = (nb + U - 1) / U * kAU;
-        uint8_t* buf = static_cast<uint8_t*>(std::aligned_alloc(64, (size_t)(C * rowb + 64)));
-        if (!buf) throw std::bad_alloc();
+        uint8_t* buf = t_act_copy.get<uint8_t>((size_t)(C * rowb + 64));
         for (int64_t c = 0; c < C; ++c) ActCopy<T>::make(q8s_qs(act + c * as), nb, buf + c * rowb);
         for (int64_t c0 = 0; c0 < C; c0 += 4) {
             const int cn = C - c0 < 4 ? (int)(C - c0) : 4;
@@ -334,7 +337,6 @@ struct LegacyRows {
             }
             fns[cn - 1](K, w, ws, N, ap, cp, y + c0 * ldy, ldy);
         }
-        std::free(buf);
     }
     static float vec_dot(int64_t K, const void* w, const void* act) {
         float y;

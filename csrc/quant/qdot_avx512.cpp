@@ -25,6 +25,7 @@
 #include <cstring>
 #include <new>
 
+#include "core/scratch.h"
 #include "kernels/vmath_avx512.h"
 #include "quant/qdot.h"
 #include "quant/qdot_common.h"
@@ -56,19 +57,73 @@ static inline void tree16x4(__m512 t0, __m512 t1, __m512 t2, __m512 t3, float* y
     // v[i] += v[i+2], then v[0] += v[1], within each 128-bit lane
     const __m512 d = _mm512_add_ps(c, _mm512_permute_ps(c, 0x4E));
     const __m512 e = _mm512_add_ps(d, _mm512_movehdup_ps(d));
-    _mm512_mask_compressstoreu_ps(y, (__mmask16)0x1111, e);
+    // lanes 0, 4, 8, 12 to the bottom: a vpermps and a 16-byte store (a compress to memory is
+    // microcoded, ~4 % of the Q4_1 matvec)
+    const __m512 f = _mm512_permutexvar_ps(_mm512_castsi128_si512(_mm_setr_epi32(0, 4, 8, 12)), e);
+    _mm_storeu_ps(y, _mm512_castps512_ps128(f));
 }
 
-// The dwords at the start of n <= 16 blocks (stride ts): fp16 d in the low half, and for
-// Q4_1/Q5_1 fp16 m in the high half.
-static inline __m512i head_dwords(const uint8_t* p, int ts, int n) {
-    const __m512i idx =
-        _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                           _mm512_set1_epi32(ts));
-    if (n == 16) return _mm512_i32gather_epi32(idx, p, 1);
-    return _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), (__mmask16)((1u << n) - 1), idx, p,
-                                       1);
-}
+// The heads of n <= 16 blocks at p (stride T::kBytes) without a gather (vpgatherdd is
+// microcoded and slow: it was ~20 % of the Q4_1 matvec with K = 576). The blocks' bytes come
+// in as kRegs registers (masked past the n blocks); one permute per register pair picks the
+// heads, and blends merge the pairs. Dword-aligned blocks (Q4_1, Q5_1): dword i = the first
+// dword of block i (fp16 d low, fp16 m high). The others (Q4_0, Q5_0, Q8_0, no m): word i =
+// the fp16 d of block i, in the low 256 bits.
+template <class T>
+struct Heads {
+    static constexpr bool kDw = T::kBytes % 4 == 0;
+    static constexpr int kElem = kDw ? 4 : 2;                                // bytes per lane
+    static constexpr int kRegs = (15 * T::kBytes + kElem - 1) / 64 + 1;  // registers read
+    static constexpr int kPairs = (kRegs + 1) / 2;
+    static constexpr int kPerPair = 128 / kElem;  // lanes a pair of registers holds
+    alignas(64) uint32_t idx[kPairs][16];  // kDw: dword indices; else word indices, packed
+    uint32_t mask[kPairs];                 // heads whose lane comes from pair j
+    Heads() {
+        for (int j = 0; j < kPairs; ++j) {
+            uint16_t w[32] = {};
+            mask[j] = 0;
+            for (int i = 0; i < 16; ++i) {
+                const int e = i * T::kBytes / kElem - j * kPerPair;
+                if (e < 0 || e >= kPerPair) continue;
+                mask[j] |= 1u << i;
+                if (kDw)
+                    idx[j][i] = (uint32_t)e;
+                else
+                    w[i] = (uint16_t)e;
+            }
+            if (!kDw) std::memcpy(idx[j], w, 64);
+            if (kDw)
+                for (int i = 0; i < 16; ++i)
+                    if (!(mask[j] >> i & 1)) idx[j][i] = 0;
+        }
+    }
+    static const Heads& get() {
+        static const Heads h;
+        return h;
+    }
+    static inline __attribute__((always_inline)) __m512i pick(const uint8_t* p, int n,
+                                                              const __m512i* ix,
+                                                              const uint32_t* mask) {
+        __m512i r[2 * kPairs];
+        const int bytes = n * T::kBytes;
+        for (int k = 0; k < 2 * kPairs; ++k) {
+            const int lim = bytes - 64 * k;
+            r[k] = k >= kRegs || lim <= 0 ? _mm512_setzero_si512()
+                   : lim >= 64            ? _mm512_loadu_si512(p + 64 * k)
+                                          : _mm512_maskz_loadu_epi8(bytes_mask(lim), p + 64 * k);
+        }
+        __m512i h = _mm512_setzero_si512();
+        for (int j = 0; j < kPairs; ++j) {
+            if constexpr (kDw)
+                h = _mm512_mask_blend_epi32((__mmask16)mask[j], h,
+                                            _mm512_permutex2var_epi32(r[2 * j], ix[j], r[2 * j + 1]));
+            else
+                h = _mm512_mask_blend_epi16((__mmask32)mask[j], h,
+                                            _mm512_permutex2var_epi16(r[2 * j], ix[j], r[2 * j + 1]));
+        }
+        return h;
+    }
+};
 static inline __m512 low_f16(__m512i v) {
     return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v));
 }
@@ -158,6 +213,9 @@ static inline __attribute__((always_inline)) void unit_weights(const uint8_t* p,
     }
 }
 
+// The per-thread buffer of the activation copies (one per gemm call, i.e. per work item).
+thread_local ScratchBuffer t_act_copy;
+
 // Per-call copy of a Q8S row in canonical lane order, per unit: the activation bytes facing w0
 // (and w1), then for kZero types the int32 start values -kZero * sum(a over the lane)
 // (U = 2: minus 128 times the lane's sum undoes the +128 of w0), so the vpdpbusd sums are the
@@ -221,15 +279,24 @@ struct LegacyRows {
     // d_w and m_w of `count` consecutive blocks at p. This pass is the first to touch the
     // weights, so it prefetches 8 KiB ahead (the gathers alone would wait on DRAM each time).
     static void convert(const uint8_t* p, int64_t count, float* d, float* m) {
+        using H = Heads<T>;
+        const H& hd = H::get();
+        __m512i ix[H::kPairs];
+        for (int j = 0; j < H::kPairs; ++j) ix[j] = _mm512_load_si512(hd.idx[j]);
         for (int64_t i = 0; i < count; i += 16) {
             const int n = count - i < 16 ? (int)(count - i) : 16;
             const uint8_t* ahead = p + i * T::kBytes + 8192;
             for (int off = 0; off < 16 * T::kBytes; off += 64)
                 _mm_prefetch(reinterpret_cast<const char*>(ahead + off), _MM_HINT_T0);
-            const __m512i h = head_dwords(p + i * T::kBytes, T::kBytes, n);
+            const __m512i h = H::pick(p + i * T::kBytes, n, ix, hd.mask);
             const __mmask16 km = (__mmask16)((1u << n) - 1);
-            _mm512_mask_storeu_ps(d + i, km, low_f16(h));
-            if (kMin) _mm512_mask_storeu_ps(m + i, km, high_f16(h));
+            if constexpr (H::kDw) {
+                _mm512_mask_storeu_ps(d + i, km, low_f16(h));
+                if (kMin) _mm512_mask_storeu_ps(m + i, km, high_f16(h));
+            } else {
+                static_assert(!kMin, "types with a min have dword-aligned blocks");
+                _mm512_mask_storeu_ps(d + i, km, _mm512_cvtph_ps(_mm512_castsi512_si256(h)));
+            }
         }
     }
 
@@ -428,8 +495,7 @@ struct LegacyRows {
                                      run<5>, run<6>, run<7>, run<8>};
         const int64_t nb = K / 32;
         const int64_t rowb = (nb + U - 1) / U * kAU;
-        uint8_t* buf = static_cast<uint8_t*>(std::aligned_alloc(64, (size_t)(C * rowb + 64)));
-        if (!buf) throw std::bad_alloc();
+        uint8_t* buf = t_act_copy.get<uint8_t>((size_t)(C * rowb + 64));
         for (int64_t c = 0; c < C; ++c) ActCopy<T>::make(q8s_qs(act + c * as), nb, buf + c * rowb);
         for (int64_t c0 = 0; c0 < C; c0 += 8) {  // groups of 8 activation rows, then the rest
             const int cn = C - c0 < 8 ? (int)(C - c0) : 8;
@@ -441,7 +507,6 @@ struct LegacyRows {
             }
             fns[cn - 1](K, w, ws, N, ap, cp, y + c0 * ldy, ldy);
         }
-        std::free(buf);
     }
     static float vec_dot(int64_t K, const void* w, const void* act) {
         float y;
@@ -491,21 +556,10 @@ struct BF16W {
 // so each unaligned 64-byte load was split over two lines). The zero tail gives the masked
 // loads' zeros: the same float operations as before.
 struct Interleaved {
-    float* ptr = nullptr;
-    size_t cap = 0;
-    ~Interleaved() { std::free(ptr); }
+    ScratchBuffer buf;
     const float* fill(const float* const* x, int C, int64_t K) {
         const int64_t steps = (K + 15) / 16;
-        const size_t n = (size_t)(steps * C * 16);
-        if (n > cap) {
-            std::free(ptr);
-            ptr = static_cast<float*>(std::aligned_alloc(64, n * sizeof(float)));
-            if (!ptr) {
-                cap = 0;
-                throw std::bad_alloc();
-            }
-            cap = n;
-        }
+        float* ptr = buf.get<float>((size_t)(steps * C * 16));
         for (int64_t s = 0; s < steps; ++s) {
             const int64_t k = 16 * s;
             const __mmask16 m = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1);

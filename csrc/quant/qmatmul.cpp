@@ -1,35 +1,15 @@
 // qmatmul driver: activation quantization, work split over threads, per-ISA kernel calls.
 #include "quant/qmatmul.h"
 
-#include <cstdlib>
-#include <cstring>
-#include <new>
-
+#include "core/scratch.h"
 #include "core/thread_pool.h"
 
 namespace pylm {
 
 namespace {
 
-// Per-thread scratch for the quantized activations, 64-byte aligned, grown on demand.
-struct Scratch {
-    uint8_t* ptr = nullptr;
-    size_t size = 0;
-    ~Scratch() { std::free(ptr); }
-    uint8_t* get(size_t n) {
-        if (n > size) {
-            std::free(ptr);
-            size = (n + 4095) / 4096 * 4096;
-            ptr = static_cast<uint8_t*>(std::aligned_alloc(64, size));
-            if (!ptr) {
-                size = 0;
-                throw std::bad_alloc();
-            }
-        }
-        return ptr;
-    }
-};
-thread_local Scratch t_scratch;
+// Per-thread scratch for the quantized activations.
+thread_local ScratchBuffer t_scratch;
 
 constexpr int kGroup = 8;                   // activation rows per pass over a weight row (max)
 constexpr int64_t kWeightChunk = 96 << 10;  // bytes of W per work item (stays in L2)
@@ -99,7 +79,7 @@ void qmatmul(const float* x, int64_t M, const void* w, QType wt, int64_t N, int6
         return;
     }
     const int64_t stride = act_row_bytes(f, K);
-    uint8_t* act = t_scratch.get((size_t)(M * stride));
+    uint8_t* act = t_scratch.get<uint8_t>((size_t)(M * stride));
     qmatmul_quantize(x, M, K, wt, act, nthreads);
     qmatmul_preq(act, stride, M, w, wt, N, K, y, ldy, nthreads);
 }
