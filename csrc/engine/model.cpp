@@ -70,28 +70,36 @@ void Engine::set_head_rows(int64_t n) {
 }
 
 void Engine::linear(const float* x, int64_t M, std::initializer_list<Proj> projs) {
-    int have = -1;  // activation format currently in act_
-    int64_t stride = 0;
+    // x quantized once per activation format (act_[f - 1]; float weights read x itself), then
+    // every product in one parallel region.
+    constexpr int kMaxProjs = 4;
+    if (projs.size() > kMaxProjs) throw std::logic_error("Engine::linear: too many projections");
+    QProduct prods[kMaxProjs] = {};
+    bool have[3] = {false, false, false};
+    int n = 0;
     for (const Proj& p : projs) {
         const WeightRef& w = *p.w;
         const ActFormat f = act_format(w.type);
-        const int64_t n = p.rows > 0 ? p.rows : w.ne1;
-        if (f == ActFormat::F32) {  // float weights read x directly
-            qmatmul_preq(reinterpret_cast<const uint8_t*>(x), w.ne0 * 4, M, w.data, w.type, n,
-                         w.ne0, p.y, w.ne1, threads_);
-        } else {
-            if (static_cast<int>(f) != have) {
-                stride = act_row_bytes(f, w.ne0);
-                act_.resize(static_cast<size_t>(M * stride));
-                qmatmul_quantize(x, M, w.ne0, w.type, act_.data(), threads_);
-                have = static_cast<int>(f);
+        const uint8_t* act = reinterpret_cast<const uint8_t*>(x);
+        int64_t stride = w.ne0 * 4;
+        if (f != ActFormat::F32) {
+            std::vector<uint8_t>& buf = act_[static_cast<int>(f) - 1];
+            stride = act_row_bytes(f, w.ne0);
+            if (!have[static_cast<int>(f)]) {
+                buf.resize(static_cast<size_t>(M * stride));
+                qmatmul_quantize(x, M, w.ne0, w.type, buf.data(), threads_);
+                have[static_cast<int>(f)] = true;
             }
-            qmatmul_preq(act_.data(), stride, M, w.data, w.type, n, w.ne0, p.y, w.ne1, threads_);
+            act = buf.data();
         }
-        if (p.bias && *p.bias) {
-            const float* bias = static_cast<const float*>(p.bias->data);
-            for (int64_t m = 0; m < M; ++m) add_inplace(p.y + m * w.ne1, bias, n);
-        }
+        prods[n++] = {act, stride, w.data, w.type, p.rows > 0 ? p.rows : w.ne1, w.ne0, p.y, w.ne1};
+    }
+    qmatmul_preq_many(prods, n, M, threads_);
+    for (const Proj& p : projs) {
+        if (!p.bias || !*p.bias) continue;
+        const float* bias = static_cast<const float*>(p.bias->data);
+        const int64_t cols = p.rows > 0 ? p.rows : p.w->ne1;
+        for (int64_t m = 0; m < M; ++m) add_inplace(p.y + m * p.w->ne1, bias, cols);
     }
 }
 

@@ -99,7 +99,7 @@ private:
     PagedKVCache kv_;
     int threads_;
     int64_t head_rows_;
-    std::vector<uint8_t> act_;  // quantized activations, reused across calls
+    std::vector<uint8_t> act_[2];  // quantized activations (Q8S, Q8K), reused across calls
 };
 
 }  // namespace pylm

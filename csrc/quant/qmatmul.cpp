@@ -32,42 +32,84 @@ void qmatmul_quantize(const float* x, int64_t M, int64_t K, QType wt, uint8_t* a
     });
 }
 
-void qmatmul_preq(const uint8_t* act, int64_t act_stride, int64_t M, const void* w, QType wt,
-                  int64_t N, int64_t K, float* y, int64_t ldy, int nthreads) {
-    if (M <= 0 || N <= 0) return;
-    const QDotKernels* kern = qdot_kernels(wt);
-    const int64_t wrow = qrow_bytes(wt, K);
-    const uint8_t* wb = static_cast<const uint8_t*>(w);
-    if (nthreads <= 0) nthreads = default_threads();
-    // Small products (decode of a narrow matrix) finish before a worker would wake up.
-    const int64_t work = N * wrow * ((M + kGroup - 1) / kGroup);
-    if (work / kMinWork < nthreads) nthreads = work / kMinWork > 1 ? (int)(work / kMinWork) : 1;
+namespace {
 
+// One product's work split: M chunks of mc rows x N chunks of nc rows (items i = m * n_chunks + n).
+struct Split {
+    const QDotKernels* kern;
+    int64_t wrow, mc, nc, m_chunks, n_chunks;
+    int64_t items() const { return m_chunks * n_chunks; }
+};
+
+Split split_product(const QProduct& p, int64_t M, int nthreads) {
+    Split s;
+    s.kern = qdot_kernels(p.wt);
+    s.wrow = qrow_bytes(p.wt, p.K);
     // M chunk: a multiple of the group size whose activations fit kActChunk.
-    int64_t mc = M;
+    s.mc = M;
     if (M > kGroup) {
-        mc = kActChunk / (act_stride > 0 ? act_stride : 1);
-        mc = mc < kGroup ? kGroup : mc / kGroup * kGroup;
-        if (mc > M) mc = M;
+        s.mc = kActChunk / (p.act_stride > 0 ? p.act_stride : 1);
+        s.mc = s.mc < kGroup ? kGroup : s.mc / kGroup * kGroup;
+        if (s.mc > M) s.mc = M;
     }
-    const int64_t m_chunks = (M + mc - 1) / mc;
+    s.m_chunks = (M + s.mc - 1) / s.mc;
     // N chunk: fits kWeightChunk, and leaves >= 4 items per thread for balance (>= 4 rows).
-    int64_t nc = kWeightChunk / (wrow > 0 ? wrow : 1);
-    const int64_t balance = (N * m_chunks + 4 * nthreads - 1) / (4 * nthreads);
-    const int64_t want_nc = (balance + m_chunks - 1) / m_chunks;
+    int64_t nc = kWeightChunk / (s.wrow > 0 ? s.wrow : 1);
+    const int64_t balance = (p.N * s.m_chunks + 4 * nthreads - 1) / (4 * nthreads);
+    const int64_t want_nc = (balance + s.m_chunks - 1) / s.m_chunks;
     if (nc > want_nc) nc = want_nc;
     if (nc < 4) nc = 4;
-    if (nc > N) nc = N;
-    const int64_t n_chunks = (N + nc - 1) / nc;
+    if (nc > p.N) nc = p.N;
+    s.nc = nc;
+    s.n_chunks = (p.N + nc - 1) / nc;
+    return s;
+}
 
-    parallel_for(m_chunks * n_chunks, 1, nthreads, [&](int64_t i0, int64_t i1, int) {
+void run_item(const QProduct& p, const Split& s, int64_t M, int64_t i) {
+    const int64_t m0 = (i / s.n_chunks) * s.mc, n0 = (i % s.n_chunks) * s.nc;
+    const int64_t mn = M - m0 < s.mc ? M - m0 : s.mc, nn = p.N - n0 < s.nc ? p.N - n0 : s.nc;
+    s.kern->gemm(p.K, static_cast<const uint8_t*>(p.w) + n0 * s.wrow, s.wrow, nn,
+                 p.act + m0 * p.act_stride, p.act_stride, mn, p.y + m0 * p.ldy + n0, p.ldy);
+}
+
+}  // namespace
+
+void qmatmul_preq_many(const QProduct* products, int count, int64_t M, int nthreads) {
+    if (M <= 0 || count <= 0) return;
+    if (nthreads <= 0) nthreads = default_threads();
+    // Small products (decode of narrow matrices) finish before a worker would wake up.
+    int64_t work = 0;
+    for (int j = 0; j < count; ++j)
+        work += products[j].N * qrow_bytes(products[j].wt, products[j].K) * ((M + kGroup - 1) / kGroup);
+    if (work / kMinWork < nthreads) nthreads = work / kMinWork > 1 ? (int)(work / kMinWork) : 1;
+
+    constexpr int kMaxProducts = 4;
+    if (count > kMaxProducts) {  // (no caller needs more) split into groups
+        for (int j = 0; j < count; j += kMaxProducts)
+            qmatmul_preq_many(products + j, count - j < kMaxProducts ? count - j : kMaxProducts, M,
+                              nthreads);
+        return;
+    }
+    Split splits[kMaxProducts];
+    int64_t first[kMaxProducts + 1] = {0};  // items of product j: [first[j], first[j + 1])
+    for (int j = 0; j < count; ++j) {
+        splits[j] = split_product(products[j], M, nthreads);
+        first[j + 1] = first[j] + (products[j].N > 0 ? splits[j].items() : 0);
+    }
+    parallel_for(first[count], 1, nthreads, [&](int64_t i0, int64_t i1, int) {
         for (int64_t i = i0; i < i1; ++i) {
-            const int64_t m0 = (i / n_chunks) * mc, n0 = (i % n_chunks) * nc;
-            const int64_t mn = M - m0 < mc ? M - m0 : mc, nn = N - n0 < nc ? N - n0 : nc;
-            kern->gemm(K, wb + n0 * wrow, wrow, nn, act + m0 * act_stride, act_stride, mn,
-                       y + m0 * ldy + n0, ldy);
+            int j = 0;
+            while (i >= first[j + 1]) ++j;
+            run_item(products[j], splits[j], M, i - first[j]);
         }
     });
+}
+
+void qmatmul_preq(const uint8_t* act, int64_t act_stride, int64_t M, const void* w, QType wt,
+                  int64_t N, int64_t K, float* y, int64_t ldy, int nthreads) {
+    if (N <= 0) return;
+    const QProduct p{act, act_stride, w, wt, N, K, y, ldy};
+    qmatmul_preq_many(&p, 1, M, nthreads);
 }
 
 void qmatmul(const float* x, int64_t M, const void* w, QType wt, int64_t N, int64_t K, float* y,

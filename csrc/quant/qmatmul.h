@@ -29,6 +29,23 @@ void qmatmul_quantize(const float* x, int64_t M, int64_t K, QType wt, uint8_t* a
 void qmatmul_preq(const uint8_t* act, int64_t act_stride, int64_t M, const void* w, QType wt,
                   int64_t N, int64_t K, float* y, int64_t ldy, int nthreads);
 
+// One product of qmatmul_preq_many: y = act @ W^T, W [N, K] of type wt, act [M rows of
+// act_stride bytes] already quantized for wt, y [M, ldy].
+struct QProduct {
+    const uint8_t* act;
+    int64_t act_stride;
+    const void* w;
+    QType wt;
+    int64_t N, K;
+    float* y;
+    int64_t ldy;
+};
+
+// Several products over the same M rows (q/k/v, gate/up) in ONE parallel region: their work
+// items share the threads, so a decode step waits for the slowest thread once per group, not
+// once per matrix. Same results as qmatmul_preq on each (the kernels and chunks are the same).
+void qmatmul_preq_many(const QProduct* products, int count, int64_t M, int nthreads);
+
 // Bytes of one weight row of K values of type wt.
 int64_t qrow_bytes(QType wt, int64_t K);
 
