@@ -90,11 +90,12 @@ void qmatmul_preq_many(const QProduct* products, int count, int64_t M, int nthre
                               nthreads);
         return;
     }
-    Split splits[kMaxProducts];
+    Split splits[kMaxProducts] = {};
     int64_t first[kMaxProducts + 1] = {0};  // items of product j: [first[j], first[j + 1])
     for (int j = 0; j < count; ++j) {
-        splits[j] = split_product(products[j], M, nthreads);
-        first[j + 1] = first[j] + (products[j].N > 0 ? splits[j].items() : 0);
+        const bool empty = products[j].N <= 0;
+        if (!empty) splits[j] = split_product(products[j], M, nthreads);
+        first[j + 1] = first[j] + (empty ? 0 : splits[j].items());
     }
     parallel_for(first[count], 1, nthreads, [&](int64_t i0, int64_t i1, int) {
         for (int64_t i = i0; i < i1; ++i) {
