@@ -13,12 +13,14 @@ thread_local ScratchBuffer t_scratch;
 
 constexpr int kGroup = 8;                   // activation rows per pass over a weight row (max)
 constexpr int64_t kWeightChunk = 96 << 10;  // bytes of W per work item (stays in L2)
-// M <= kGroup (decode, verification, drafts) reads each weight once, so L2 reuse does not bound
-// the item: larger items mean fewer restarts of the kernels' prefetch stream and fewer claims.
+// M <= kOnePass (decode, drafts, short verifications) reads each weight once on every ISA (AVX2
+// passes 4 activation rows at a time, AVX-512 8), so L2 reuse does not bound the item: larger
+// items mean fewer restarts of the kernels' prefetch stream and fewer claims.
 // Decode step, 2 threads, A/B in one process (x1 / x2 / x4 / x6 of kWeightChunk): Gemma-3
 // Q4_K_M 13.6 / 12.9 / 12.4 / 12.5 ms (its 170 MB Q8_0 head), SmolLM2 Q4_1 5.0 / 4.6 / 4.5 /
 // 4.4 ms, F16 11.8 / 11.4 / 11.2 / 11.3 ms. Small matrices stay split for balance (below).
 constexpr int64_t kDecodeChunk = 384 << 10;
+constexpr int kOnePass = 4;
 constexpr int64_t kActChunk = 256 << 10;    // bytes of activations per work item
 constexpr int64_t kMinWork = 16 << 10;      // weight bytes (x row groups) worth waking a thread
 
@@ -61,7 +63,7 @@ Split split_product(const QProduct& p, int64_t M, int nthreads) {
     s.m_chunks = (M + s.mc - 1) / s.mc;
     // N chunk: fits kWeightChunk (kDecodeChunk for one pass of activation rows), and leaves
     // >= 4 items per thread for balance (>= 4 rows).
-    const int64_t chunk = M <= kGroup ? kDecodeChunk : kWeightChunk;
+    const int64_t chunk = M <= kOnePass ? kDecodeChunk : kWeightChunk;
     int64_t nc = chunk / (s.wrow > 0 ? s.wrow : 1);
     const int64_t balance = (p.N * s.m_chunks + 4 * nthreads - 1) / (4 * nthreads);
     const int64_t want_nc = (balance + s.m_chunks - 1) / s.m_chunks;
