@@ -165,7 +165,7 @@ def bench(args) -> dict:
     out["target_step_s"] = t_tgt
     costs = {kind: statistics.median(v) for kind, v in cs.items()}
     out["c"] = costs
-    out["head_rows"] = {kind: rows for kind, _, rows in pairs}  # ngram rows: none
+    out["head_rows"] = {kind: rows for kind, _, rows in pairs}
     prompts = PROMPTS
     chat = [{"role": "user", "content": "Repeat this code exactly, then say done:\n\n" + REPEAT_TEXT}]
     repeat_prompt = target.apply_chat_template(chat) if target.metadata.get("tokenizer.chat_template") \

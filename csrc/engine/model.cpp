@@ -72,9 +72,8 @@ void Engine::set_head_rows(int64_t n) {
 void Engine::linear(const float* x, int64_t M, std::initializer_list<Proj> projs) {
     // x quantized once per activation format (act_[f - 1]; float weights read x itself), then
     // every product in one parallel region.
-    constexpr int kMaxProjs = 4;
-    if (projs.size() > kMaxProjs) throw std::logic_error("Engine::linear: too many projections");
-    QProduct prods[kMaxProjs] = {};
+    if (projs.size() > kMaxProducts) throw std::logic_error("Engine::linear: too many projections");
+    QProduct prods[kMaxProducts] = {};
     bool have[3] = {false, false, false};
     int n = 0;
     for (const Proj& p : projs) {
@@ -95,11 +94,12 @@ void Engine::linear(const float* x, int64_t M, std::initializer_list<Proj> projs
         prods[n++] = {act, stride, w.data, w.type, p.rows > 0 ? p.rows : w.ne1, w.ne0, p.y, w.ne1};
     }
     qmatmul_preq_many(prods, n, M, threads_);
+    int j = 0;
     for (const Proj& p : projs) {
+        const QProduct& q = prods[j++];
         if (!p.bias || !*p.bias) continue;
         const float* bias = static_cast<const float*>(p.bias->data);
-        const int64_t cols = p.rows > 0 ? p.rows : p.w->ne1;
-        for (int64_t m = 0; m < M; ++m) add_inplace(p.y + m * p.w->ne1, bias, cols);
+        for (int64_t m = 0; m < M; ++m) add_inplace(q.y + m * q.ldy, bias, q.N);
     }
 }
 

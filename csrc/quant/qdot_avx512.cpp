@@ -7,9 +7,9 @@
 // i), the nibbles become unsigned bytes (low / high: two chained vpdpbusd), and the activation
 // row is copied once per call into the same order, with the zero point folded into the int32
 // start values. Per unit and activation row: 1-2 vpdpbusd, vcvtdq2ps, one vfmadd whose scales
-// [sc0 sc1 sc2 sc3] x4 come from one broadcast load. The fp16 block scales are gathered 16
-// blocks at a time (vpgatherdd + vpmovdw + vcvtph2ps) and multiplied by the 16 activation
-// scales once per activation row. Matvec (C = 1): 4 weight rows per pass share the activation
+// [sc0 sc1 sc2 sc3] x4 come from one broadcast load. The fp16 block scales are picked 16
+// blocks at a time from whole-register loads (one permute per register pair, Heads), converted,
+// and multiplied by the 16 activation scales once per activation row. Matvec (C = 1): 4 weight rows per pass share the activation
 // loads and one combined reduction tree (tree16x4), each row with its own float operations.
 // Q4_1/Q5_1 (dword-aligned qs) and Q8_0 (two 256-bit loads) gather a unit with vpermt2d.
 // Float weights: R weight rows x C activation rows per pass (each F16/BF16 vector converted
@@ -264,7 +264,7 @@ struct ActCopy {
 };
 
 // y[c * ldy + n] = dot(W row n, act row c) for c < C (C <= 8), n < N, in the canonical order.
-// The fp16 scales of many rows are converted first, 16 blocks per gather across row boundaries
+// The fp16 scales of many rows are converted first, 16 blocks at a time across row boundaries
 // (the rows of a chunk are contiguous), into dbuf / mbuf. Blocks then go in groups of 16: one
 // multiply by the activation scales per row (kept in sc[][], re-read by the unit step with a
 // broadcast load) and, for Q4_1/Q5_1, one FMA for the m_w s_x terms.
@@ -283,7 +283,7 @@ struct LegacyRows {
     static constexpr int64_t kPfChunks = 2;
 
     // d_w and m_w of `count` consecutive blocks at p. This pass is the first to touch the
-    // weights, so it prefetches 8 KiB ahead (the gathers alone would wait on DRAM each time).
+    // weights, so it prefetches 8 KiB ahead (its loads alone would wait on DRAM each time).
     static void convert(const uint8_t* p, int64_t count, float* d, float* m) {
         using H = Heads<T>;
         const H& hd = H::get();

@@ -1,6 +1,9 @@
 // qmatmul driver: activation quantization, work split over threads, per-ISA kernel calls.
 #include "quant/qmatmul.h"
 
+#include <stdexcept>
+#include <string>
+
 #include "core/scratch.h"
 #include "core/thread_pool.h"
 
@@ -49,10 +52,10 @@ struct Split {
     int64_t items() const { return m_chunks * n_chunks; }
 };
 
-Split split_product(const QProduct& p, int64_t M, int nthreads) {
+Split split_product(const QProduct& p, int64_t wrow, int64_t M, int nthreads) {
     Split s;
     s.kern = qdot_kernels(p.wt);
-    s.wrow = qrow_bytes(p.wt, p.K);
+    s.wrow = wrow;
     // M chunk: a multiple of the group size whose activations fit kActChunk.
     s.mc = M;
     if (M > kGroup) {
@@ -85,26 +88,24 @@ void run_item(const QProduct& p, const Split& s, int64_t M, int64_t i) {
 }  // namespace
 
 void qmatmul_preq_many(const QProduct* products, int count, int64_t M, int nthreads) {
+    if (count > kMaxProducts)
+        throw std::invalid_argument("qmatmul_preq_many: " + std::to_string(count) +
+                                    " products, at most " + std::to_string(kMaxProducts));
     if (M <= 0 || count <= 0) return;
     if (nthreads <= 0) nthreads = default_threads();
     // Small products (decode of narrow matrices) finish before a worker would wake up.
-    int64_t work = 0;
-    for (int j = 0; j < count; ++j)
-        work += products[j].N * qrow_bytes(products[j].wt, products[j].K) * ((M + kGroup - 1) / kGroup);
+    int64_t wrow[kMaxProducts], work = 0;
+    for (int j = 0; j < count; ++j) {
+        wrow[j] = qrow_bytes(products[j].wt, products[j].K);
+        work += products[j].N * wrow[j] * ((M + kGroup - 1) / kGroup);
+    }
     if (work / kMinWork < nthreads) nthreads = work / kMinWork > 1 ? (int)(work / kMinWork) : 1;
 
-    constexpr int kMaxProducts = 4;
-    if (count > kMaxProducts) {  // (no caller needs more) split into groups
-        for (int j = 0; j < count; j += kMaxProducts)
-            qmatmul_preq_many(products + j, count - j < kMaxProducts ? count - j : kMaxProducts, M,
-                              nthreads);
-        return;
-    }
     Split splits[kMaxProducts] = {};
     int64_t first[kMaxProducts + 1] = {0};  // items of product j: [first[j], first[j + 1])
     for (int j = 0; j < count; ++j) {
         const bool empty = products[j].N <= 0;
-        if (!empty) splits[j] = split_product(products[j], M, nthreads);
+        if (!empty) splits[j] = split_product(products[j], wrow[j], M, nthreads);
         first[j + 1] = first[j] + (empty ? 0 : splits[j].items());
     }
     parallel_for(first[count], 1, nthreads, [&](int64_t i0, int64_t i1, int) {

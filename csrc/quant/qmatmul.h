@@ -44,6 +44,8 @@ struct QProduct {
 // Several products over the same M rows (q/k/v, gate/up) in ONE parallel region: their work
 // items share the threads, so a decode step waits for the slowest thread once per group, not
 // once per matrix. Same results as qmatmul_preq on each (the kernels and chunks are the same).
+// count <= kMaxProducts (std::invalid_argument otherwise).
+constexpr int kMaxProducts = 4;
 void qmatmul_preq_many(const QProduct* products, int count, int64_t M, int nthreads);
 
 // Bytes of one weight row of K values of type wt.
