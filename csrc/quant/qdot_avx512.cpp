@@ -9,8 +9,9 @@
 // start values. Per unit and activation row: 1-2 vpdpbusd, vcvtdq2ps, one vfmadd whose scales
 // [sc0 sc1 sc2 sc3] x4 come from one broadcast load. The fp16 block scales are picked 16
 // blocks at a time from whole-register loads (one permute per register pair, Heads), converted,
-// and multiplied by the 16 activation scales once per activation row. Matvec (C = 1): 4 weight rows per pass share the activation
-// loads and one combined reduction tree (tree16x4), each row with its own float operations.
+// and multiplied by the 16 activation scales once per activation row. C <= 2 (decode, a draft's
+// catch-up): 4 weight rows per pass share the activation loads and one combined reduction tree
+// (tree16x4), each row with its own float operations.
 // Q4_1/Q5_1 (dword-aligned qs) and Q8_0 (two 256-bit loads) gather a unit with vpermt2d.
 // Float weights: R weight rows x C activation rows per pass (each F16/BF16 vector converted
 // once), one 16-lane accumulator per pair.
@@ -331,10 +332,10 @@ struct LegacyRows {
             auto pf_for = [&](int64_t i, int64_t n) -> int64_t {  // rows i .. i+n of the chunk
                 return flat && n0 + i + n + pf_rows <= N ? pf_rows * ws : 0;
             };
-            if (C == 1 && flat)
+            if (C <= 2 && flat)
                 for (; r + 4 <= nr; r += 4)
-                    rows4(w + (n0 + r) * ws, ws, nb, dbuf + r * nb, mbuf + r * nb, idx, ad[0],
-                          as[0], acp[0], y + n0 + r, pf_for(r, 4));
+                    rows4<C>(w + (n0 + r) * ws, ws, nb, dbuf + r * nb, mbuf + r * nb, idx, ad, as,
+                             acp, y + n0 + r, ldy, pf_for(r, 4));
             for (; r < nr; ++r) {
                 const uint8_t* wr = w + (n0 + r) * ws;
                 if (!flat) prefetch_ahead(wr, ws);
@@ -360,9 +361,9 @@ struct LegacyRows {
     // is even, acc1 when odd (the last one may hold nv < U blocks); f(k, nv, acc). The tail
     // takes two explicit calls, not one with a selected pointer: that would keep both
     // accumulator arrays in memory, stored back after every unit.
-    template <class F>
-    static inline __attribute__((always_inline)) void for_units(int nblk, __m512* acc0,
-                                                                __m512* acc1, F&& f) {
+    template <class A, class F>
+    static inline __attribute__((always_inline)) void for_units(int nblk, A* acc0, A* acc1,
+                                                                F&& f) {
         const int nfull = nblk / U;  // even unless this is the row's last group
         int k = 0;
         for (; k + 2 <= nfull; k += 2) {
@@ -378,43 +379,71 @@ struct LegacyRows {
         }
     }
 
-    // Matvec (one activation row): weight rows wr .. wr+3 (stride ws, nb blocks, scales dw / mw
-    // at stride nb) at once, sharing the activation loads and the final reduction; each row's
-    // float operations are those of run<1> (qdot_canon.h).
-    // pf: bytes from these rows to the rows to prefetch (kPfChunks ahead; 0: none).
+    // Four weight rows wr .. wr+3 (stride ws, nb blocks, scales dw / mw at stride nb) against
+    // C <= 2 activation rows at once, sharing each unit's weight conversion across the C rows
+    // and each activation load and the reduction tree (tree16x4) across the four rows; every
+    // (row, activation row) pair does the float operations of run<1> (qdot_canon.h), so the
+    // results are the same bits. y[c * ldy + r]; pf: bytes from these rows to the rows to
+    // prefetch (kPfChunks ahead; 0: none). C = 2 against one row per pass, 1 thread, A/B in one
+    // process: Q4_1 1536 x 576 0.68 of the time, 576 x 1536 0.87, Q8_0 2048 x 576 0.77; the
+    // SmolLM2 Q4_1 2-token step (a draft's catch-up) 6.1 -> 5.2 ms. C = 3, 4 with two rows per
+    // pass did no better than one row.
+    template <int C>
     static inline void rows4(const uint8_t* wr, int64_t ws, int64_t nb, const float* dw,
-                             const float* mw, __m512i idx, const float* ad, const float* as,
-                             const uint8_t* acp, float* y, int64_t pf) {
+                             const float* mw, __m512i idx, const float* const* ad,
+                             const float* const* as, const uint8_t* const* acp, float* y,
+                             int64_t ldy, int64_t pf) {
         constexpr int R = 4;
-        __m512 acc0[R], acc1[R], accs[R];
-        for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = accs[r] = _mm512_setzero_ps();
-        alignas(64) float sc[R][16];
-        for (int64_t b0 = 0; b0 < nb; b0 += 16) {
-            const int nblk = nb - b0 < 16 ? (int)(nb - b0) : 16;
-            const __mmask16 km = (__mmask16)((1u << nblk) - 1);
-            const __m512 dx = _mm512_maskz_loadu_ps(km, ad + b0);
-            for (int r = 0; r < R; ++r)
-                _mm512_store_ps(sc[r],
-                                _mm512_mul_ps(_mm512_maskz_loadu_ps(km, dw + r * nb + b0), dx));
-            if (kMin) {
-                const __m512 sx = _mm512_maskz_loadu_ps(km, as + b0);
+        __m512 acc0[R][C], acc1[R][C], accs[R][C];
+        for (int r = 0; r < R; ++r)
+            for (int c = 0; c < C; ++c)
+                acc0[r][c] = acc1[r][c] = accs[r][c] = _mm512_setzero_ps();
+        // The m_w s_x terms of group b0 (Q4_1/Q5_1): inside the unit loop for C = 1, in a pass
+        // of their own for C = 2 (they would hold eight more registers there).
+        auto min_terms = [&](int64_t b0, __mmask16 km) PYLM_INLINE {
+            for (int c = 0; c < C; ++c) {
+                const __m512 sx = _mm512_maskz_loadu_ps(km, as[c] + b0);
                 for (int r = 0; r < R; ++r)
-                    accs[r] =
-                        _mm512_fmadd_ps(_mm512_maskz_loadu_ps(km, mw + r * nb + b0), sx, accs[r]);
+                    accs[r][c] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(km, mw + r * nb + b0), sx,
+                                                 accs[r][c]);
             }
+        };
+        alignas(64) float sc[R][C][16];
+        for (int64_t b0 = 0; b0 < nb; b0 += 16) {
+            const __mmask16 km = group_mask(nb - b0);
+            for (int c = 0; c < C; ++c) {
+                const __m512 dx = _mm512_maskz_loadu_ps(km, ad[c] + b0);
+                for (int r = 0; r < R; ++r)
+                    _mm512_store_ps(sc[r][c],
+                                    _mm512_mul_ps(_mm512_maskz_loadu_ps(km, dw + r * nb + b0), dx));
+            }
+            if (kMin && C == 1) min_terms(b0, km);
+            // NOTE: keeps GCC from forwarding sc[][] through registers: it would expand each
+            // unit's scales with shuffles (port 5) instead of one broadcast load.
             __asm__ volatile("" : "+m"(sc));
             const uint8_t* wb = wr + b0 * T::kBytes;
-            const uint8_t* ab = acp + (b0 / U) * kAU;
-            for_units(nblk, acc0, acc1, [&](int k, int nv, __m512* acc) PYLM_INLINE {
-                unitR<R>(wb, ws, k, nv, idx, ab, sc, acc, pf);
+            const uint8_t* ab[C];
+            for (int c = 0; c < C; ++c) ab[c] = acp[c] + (b0 / U) * kAU;
+            const int nblk = nb - b0 < 16 ? (int)(nb - b0) : 16;
+            for_units(nblk, acc0, acc1, [&](int k, int nv, __m512 (*acc)[C]) PYLM_INLINE {
+                unit_rows<R, C>(wb, ws, k, nv, idx, ab, sc, acc, pf);
             });
         }
-        __m512 t[R];
-        for (int r = 0; r < R; ++r) {
-            t[r] = _mm512_add_ps(acc0[r], acc1[r]);
-            if (kMin) t[r] = _mm512_add_ps(t[r], accs[r]);
+        if (kMin && C > 1)
+            for (int64_t b0 = 0; b0 < nb; b0 += 16) min_terms(b0, group_mask(nb - b0));
+        for (int c = 0; c < C; ++c) {
+            __m512 t[R];
+            for (int r = 0; r < R; ++r) {
+                t[r] = _mm512_add_ps(acc0[r][c], acc1[r][c]);
+                if (kMin) t[r] = _mm512_add_ps(t[r], accs[r][c]);
+            }
+            tree16x4(t[0], t[1], t[2], t[3], y + c * ldy);
         }
-        tree16x4(t[0], t[1], t[2], t[3], y);
+    }
+
+    // The blocks of a 16-block group present when `left` blocks of the row remain.
+    static inline __mmask16 group_mask(int64_t left) {
+        return (__mmask16)((1u << (left < 16 ? (int)left : 16)) - 1);
     }
 
     // A unit of nv blocks at p into L2: the lines of its first and last byte. A unit of 68-96
@@ -425,33 +454,36 @@ struct LegacyRows {
         _mm_prefetch(reinterpret_cast<const char*>(p + nv * T::kBytes - 1), _MM_HINT_T1);
     }
 
-    // Unit k of rows wb + r * ws (r < R) against one activation row.
-    template <int R>
-    static inline __attribute__((always_inline)) void unitR(const uint8_t* wb, int64_t ws, int k,
-                                                            int nv, __m512i idx,
-                                                            const uint8_t* ab,
-                                                            const float (*sc)[16], __m512* acc,
-                                                            int64_t pf) {
-        const uint8_t* a = ab + k * kAU;
-        const __m512i a0 = _mm512_load_si512(a);
-        const __m512i a1 = U == 4 ? _mm512_load_si512(a + 64) : _mm512_setzero_si512();
-        const __m512i p0 = kMin ? _mm512_setzero_si512() : _mm512_load_si512(a + kAU - 64);
+    // Unit k of rows wb + r * ws (r < R) against the C activation rows.
+    template <int R, int C>
+    static inline __attribute__((always_inline)) void unit_rows(
+        const uint8_t* wb, int64_t ws, int k, int nv, __m512i idx, const uint8_t* const* ab,
+        const float (*sc)[C][16], __m512 (*acc)[C], int64_t pf) {
+        __m512i a0[C], a1[C], p0[C];
+        for (int c = 0; c < C; ++c) {
+            const uint8_t* a = ab[c] + k * kAU;
+            a0[c] = _mm512_load_si512(a);
+            a1[c] = U == 4 ? _mm512_load_si512(a + 64) : _mm512_setzero_si512();
+            p0[c] = kMin ? _mm512_setzero_si512() : _mm512_load_si512(a + kAU - 64);
+        }
         for (int r = 0; r < R; ++r) {
             const uint8_t* q = wb + r * ws + k * U * T::kBytes;
             if (pf) prefetch_unit(q + pf, nv);
             __m512i w0, w1 = _mm512_setzero_si512();
             unit_weights<T>(q, nv, idx, &w0, &w1);
-            __m512i p = _mm512_dpbusd_epi32(p0, w0, a0);
-            __m512 s;
-            if constexpr (U == 4) {
-                p = _mm512_dpbusd_epi32(p, w1, a1);
-                s = _mm512_broadcast_f32x4(_mm_load_ps(&sc[r][4 * k]));
-            } else {
-                double two;
-                std::memcpy(&two, &sc[r][2 * k], 8);
-                s = _mm512_castpd_ps(_mm512_set1_pd(two));
+            for (int c = 0; c < C; ++c) {
+                __m512i p = _mm512_dpbusd_epi32(p0[c], w0, a0[c]);
+                __m512 s;
+                if constexpr (U == 4) {
+                    p = _mm512_dpbusd_epi32(p, w1, a1[c]);
+                    s = _mm512_broadcast_f32x4(_mm_load_ps(&sc[r][c][4 * k]));
+                } else {
+                    double two;
+                    std::memcpy(&two, &sc[r][c][2 * k], 8);
+                    s = _mm512_castpd_ps(_mm512_set1_pd(two));
+                }
+                acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), s, acc[r][c]);
             }
-            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), s, acc[r]);
         }
     }
 
