@@ -401,9 +401,30 @@ class Sampler:
         c *= 1.0 / pr.temperature
         return Dist(ids, np.exp(c, out=c), self.n_vocab)
 
+    @property
+    def raw_greedy(self) -> bool:
+        """Greedy with no penalty or bias to apply: the token is the raw logits' argmax."""
+        return self.params.greedy and not self.params.uses_penalties and not len(self._bias_ids)
+
     def dist(self, logits: np.ndarray, history: Seq[int] = ()) -> Dist:
         """The distribution the next token is drawn from (one-hot when greedy)."""
+        if self.raw_greedy:
+            return self._raw_argmax(logits)
         return self.dist_adjusted(self.adjust(logits, history))
+
+    def _raw_argmax(self, logits: np.ndarray) -> Dist:
+        """What dist_adjusted(adjust(logits)) gives when raw_greedy, without the float64 copy
+        (75 us of a 4 ms draft step at V = 49152): the conversion is exact and monotone, so the
+        argmax (first of ties) is the same; NaN is the argmax if present; same errors."""
+        x = np.asarray(logits)
+        if x.shape != (self.n_vocab,):
+            raise ValueError(f"logits shape {x.shape} but n_vocab={self.n_vocab}")
+        tok = int(np.argmax(x))
+        if np.isnan(x[tok]):
+            raise ValueError("logits contain NaN")
+        if x[tok] == -math.inf:
+            raise ValueError("every token has logit -inf (all banned by logit_bias?)")
+        return Dist.one_hot(tok, self.n_vocab)
 
     def sample(self, logits: np.ndarray, history: Seq[int] = ()) -> int:
         """One token id from logits (V,) given the context so far (prompt + generated)."""

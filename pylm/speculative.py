@@ -236,7 +236,10 @@ class _LazyTargetDists:
 
     def __getitem__(self, i: int) -> Dist:
         if i not in self.d:
-            self.d[i] = self.sampler.dist_adjusted(self.adjusted(i))
+            if self.sampler.raw_greedy and i not in self.z:  # no adjusted copy needed
+                self.d[i] = self.sampler.dist(self.rows[i])
+            else:
+                self.d[i] = self.sampler.dist_adjusted(self.adjusted(i))
         return self.d[i]
 
 

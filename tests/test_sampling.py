@@ -303,3 +303,27 @@ def test_bad_inputs_at_sample_time():
 def test_stop_normalized():
     assert SamplingParams(stop="\n").stop == ("\n",)
     assert SamplingParams(stop=["a", "b"]).stop == ("a", "b")
+
+
+def test_raw_greedy_matches_the_adjusted_chain():
+    """Greedy with no penalty or bias skips the float64 copy (Sampler._raw_argmax): the same
+    token as adjust + dist_adjusted, ties to the lowest id, and the same errors."""
+    rng = np.random.default_rng(7)
+    s = Sampler(SamplingParams(), 64)
+    assert s.raw_greedy
+    assert not Sampler(SamplingParams(presence_penalty=0.5), 64).raw_greedy
+    assert not Sampler(SamplingParams(logit_bias={3: 1.0}), 64).raw_greedy
+    for _ in range(50):
+        x = rng.integers(-3, 4, 64).astype(np.float32)  # many ties
+        x[rng.integers(0, 64, 5)] = -math.inf
+        tok = s.dist(x).sample(rng)
+        ref = s.dist_adjusted(s.adjust(x)).sample(rng)
+        assert tok == ref == int(np.argmax(x.astype(np.float64)))
+    with pytest.raises(ValueError, match="shape"):
+        s.dist(np.zeros(65, np.float32))
+    x = np.zeros(64, np.float32)
+    x[9] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        s.dist(x)
+    with pytest.raises(ValueError, match="-inf"):
+        s.dist(np.full(64, -np.inf, np.float32))
