@@ -15,6 +15,9 @@ Method (greedy, fixed γ, end-of-generation ignored so every run makes n tokens)
 - α: accepted / examined proposals (examined: up to and including each round's first rejection);
 - with --draft-head-rows N, the draft pair again with the draft's output head cut to token ids
   < N (FR-Spec: BPE ids follow merge order, i.e. frequency), c measured that way too;
+- with --draft-head-screen K, the draft pair again with the draft's head screened: logits from
+  a Q4_0 copy of the head, the copy's top K recomputed with the head (Model.head_screen: the
+  draft's greedy proposals are its own unless the argmax falls outside that top K);
 - with --distilled PATH, a draft trained by `pylm distill` on the target's outputs (its head cut
   to --distilled-head-rows, 8192 by default, as it was trained);
 - n-gram prompt lookup on a prompt that asks to repeat a given text (c ≈ 0);
@@ -150,6 +153,10 @@ def bench(args) -> dict:
         pairs.append(("draft", draft, draft.n_vocab))
         if args.draft_head_rows:
             pairs.append(("draft-fr", draft, args.draft_head_rows))
+        if args.draft_head_screen:  # a second instance: the screen's head copy stays built
+            screened = pylm.load(args.draft, threads=args.threads, n_ctx=args.ctx)
+            screened.head_screen = args.draft_head_screen
+            pairs.append(("draft-screen", screened, screened.n_vocab))
     if distilled is not None:
         pairs.append(("distilled", distilled, args.distilled_head_rows or distilled.n_vocab))
     # Step costs in alternation (the machine's speed drifts: a ratio of two separate timings
@@ -268,6 +275,9 @@ def main(argv=None) -> int:
     ap.add_argument("--draft-head-rows", type=int, default=None, metavar="N",
                     help="also run the draft pair with the draft's head cut to token ids < N "
                          "(FR-Spec), with its own c")
+    ap.add_argument("--draft-head-screen", type=int, default=None, metavar="K",
+                    help="also the draft pair with the draft's head screened by a Q4_0 copy, "
+                         "its top K recomputed exactly (Model.head_screen)")
     ap.add_argument("--distilled", default=None,
                     help="a draft trained by `pylm distill` for this target: its own rows")
     ap.add_argument("--distilled-head-rows", type=int, default=8192, metavar="N",

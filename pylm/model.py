@@ -162,6 +162,24 @@ class Model:
             raise NotImplementedError(f"head_rows is not supported on {self.device}")
         self._engine.head_rows = int(n)
 
+    @property
+    def head_screen(self) -> int:
+        """k > 0: logits come from a 4-bit (Q4_0) copy of the output head, and the k tokens
+        with the largest of those are recomputed with the head itself (the same bits as
+        unscreened). For a greedy draft model in speculative decoding: the proposals are the
+        head's own argmax unless it lies outside the copy's top k, and the head reads about half
+        its bytes (SmolLM2's Q8_0 head: 30 -> 16 MB). Setting k > 0 builds the copy once
+        (n_vocab x n_embd values); 0 (the default) turns it off and frees it."""
+        return getattr(self._engine, "head_screen", 0)
+
+    @head_screen.setter
+    def head_screen(self, k: int) -> None:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise TypeError(f"head_screen must be an int, got {k!r}")
+        if not hasattr(self._engine, "head_screen"):
+            raise NotImplementedError(f"head_screen is not supported on {self.device}")
+        self._engine.head_screen = int(k)
+
     # ---- tokenizer ----
     @property
     def tokenizer(self):

@@ -278,6 +278,46 @@ def test_real_draft_head_rows(smollm2_path):
     assert got.finish_reason in ("stop", "length") and got.stats.proposed > 0
 
 
+def test_real_draft_head_screen(smollm2_path):
+    # head_screen = k: logits from a Q4_0 copy of the (Q8_0) head, the copy's top k recomputed
+    # with the head itself. Those k are the unscreened logits bit for bit and hold the argmax;
+    # the rest track the head (Q4_0 error); the draft's own greedy text is unchanged; a
+    # screened draft keeps speculation exact; 0 turns it off.
+    import pylm
+
+    target = pylm.load(smollm2_path, threads=2, n_ctx=256)
+    draft = pylm.load(smollm2_path, threads=2, n_ctx=256)
+    ref = pylm.load(smollm2_path, threads=2, n_ctx=256)
+    draft.head_screen = 16
+    assert draft.head_screen == 16 and ref.head_screen == 0
+    for p in REAL_PROMPTS:
+        ids = target.tokenize(p)
+        sr, sd = ref.new_sequence(), draft.new_sequence()
+        full, scr = sr.feed(ids), sd.feed(ids)
+        sr.free()
+        sd.free()
+        same = np.flatnonzero(full == scr)
+        assert len(same) >= 16 and int(np.argmax(full)) in same
+        assert int(np.argmax(scr)) == int(np.argmax(full))
+        assert np.corrcoef(full, scr)[0, 1] > 0.95  # 0.98 measured: Q4_0 vs Q8_0 rows
+        assert draft.generate(p, max_tokens=24, ignore_eos=True) == \
+            ref.generate(p, max_tokens=24, ignore_eos=True)
+        want = target.generate(p, max_tokens=24, ignore_eos=True, return_stats=True)
+        got = target.generate(p, max_tokens=24, ignore_eos=True, return_stats=True, draft=draft,
+                              n_draft=4)
+        assert got.token_ids == want.token_ids, p
+        assert got.stats.target_calls < 23
+    for bad in (-1, draft.n_vocab + 1):
+        with pytest.raises(ValueError, match="head_screen"):
+            draft.head_screen = bad
+    with pytest.raises(TypeError, match="head_screen"):
+        draft.head_screen = 1.5
+    draft.head_screen = 0
+    ids = target.tokenize(REAL_PROMPTS[0])
+    sr, sd = ref.new_sequence(), draft.new_sequence()
+    np.testing.assert_array_equal(sd.feed(ids), sr.feed(ids))
+
+
 def test_real_sampling_seeded_and_streaming(smol):
     kw = dict(max_tokens=8, temperature=0.8, top_k=40, top_p=0.95, seed=3)
     a = smol.generate(REAL_PROMPTS[0], **kw)
@@ -308,6 +348,10 @@ def test_cli_generate_with_draft_and_sampling_flags(smol, smollm2_path, capsys):
     assert "draft-head-rows" in capsys.readouterr().err
     assert main(args[:-5] + ["--draft-head-rows", "16384"]) == 2  # and no draft at all
     assert "needs --draft" in capsys.readouterr().err
+    assert main(args[:-5] + ["--draft", str(smollm2_path), "--draft-head-screen", "16"]) == 0
+    assert capsys.readouterr().out == smol.generate(REAL_PROMPTS[0], max_tokens=8) + "\n"
+    assert main(args + ["--draft-head-screen", "16"]) == 2
+    assert "--draft-head-screen 16 needs --draft" in capsys.readouterr().err
 
 
 def test_gamma_controller_escapes_gamma_one_when_everything_is_accepted():

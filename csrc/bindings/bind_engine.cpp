@@ -61,6 +61,13 @@ void bind_engine(py::module_& m) {
                       [](PyEngine& e, int64_t n) { e.engine->set_head_rows(n); },
                       "Logits only for token ids < head_rows (the rest -inf): a vocabulary-prefix "
                       "output head for drafting.")
+        .def_property("head_screen", [](PyEngine& e) { return e.engine->head_screen(); },
+                      [](PyEngine& e, int k) {
+                          py::gil_scoped_release nogil;
+                          e.engine->set_head_screen(k);
+                      },
+                      "k > 0: logits from a Q4_0 copy of the output head, the top k recomputed "
+                      "with the head itself (greedy drafting); 0: off.")
         .def_property("threads", [](PyEngine& e) { return e.engine->threads(); },
                       [](PyEngine& e, int n) {
                           if (n < 1) throw std::invalid_argument("threads must be >= 1, got " + std::to_string(n));

@@ -3,6 +3,7 @@
 // matmul (activations quantized to 8-bit blocks inside qmatmul).
 #include "engine/model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
@@ -15,6 +16,7 @@
 #include "quant/dequant.h"
 #include "quant/qdot.h"
 #include "quant/qmatmul.h"
+#include "quant/quantize.h"
 
 namespace pylm {
 
@@ -67,6 +69,69 @@ void Engine::set_head_rows(int64_t n) {
         throw std::invalid_argument("head_rows must be in [1, n_vocab=" +
                                     std::to_string(cfg_.n_vocab) + "], got " + std::to_string(n));
     head_rows_ = n;
+}
+
+void Engine::set_head_screen(int k) {
+    if (k < 0 || k > cfg_.n_vocab)
+        throw std::invalid_argument("head_screen must be in [0, n_vocab=" +
+                                    std::to_string(cfg_.n_vocab) + "], got " + std::to_string(k));
+    const WeightRef& out = w_.output;
+    const int64_t K = out.ne0, V = out.ne1;
+    if (k > 0 && screen_.empty()) {
+        if (K % 32 != 0 || !can_dequantize(out.type))
+            throw std::invalid_argument("head_screen: cannot screen an output head of type " +
+                                        std::string(qtype_info(out.type)->name) + " with row length " +
+                                        std::to_string(K));
+        const int64_t qb = qrow_bytes(QType::Q4_0, K), rb = row_bytes(out);
+        std::vector<uint8_t> buf(static_cast<size_t>(V * qb));
+        const uint8_t* src = static_cast<const uint8_t*>(out.data);
+        parallel_for(V, 256, threads_, [&](int64_t r0, int64_t r1, int) {
+            std::vector<float> row(static_cast<size_t>(K));
+            for (int64_t r = r0; r < r1; ++r) {
+                dequantize_row(out.type, src + r * rb, row.data(), K);
+                quantize_row(QType::Q4_0, row.data(), buf.data() + r * qb, K);
+            }
+        });
+        screen_ = std::move(buf);
+        screen_w_ = {screen_.data(), QType::Q4_0, K, V};
+    }
+    if (k == 0) {
+        screen_.clear();
+        screen_.shrink_to_fit();
+        screen_w_ = {};
+    }
+    screen_k_ = k;
+}
+
+void Engine::screened_head(const float* x, int64_t R, float* logits) {
+    const int64_t V = cfg_.n_vocab, H = head_rows_, C = cfg_.n_embd;
+    const int64_t k = screen_k_ < H ? screen_k_ : H;
+    linear(x, R, {{&screen_w_, nullptr, logits, H}});
+    const WeightRef& out = w_.output;
+    const int64_t rb = row_bytes(out);
+    const uint8_t* src = static_cast<const uint8_t*>(out.data);
+    std::vector<std::pair<float, int64_t>> top(static_cast<size_t>(k));
+    std::vector<uint8_t> rows(static_cast<size_t>(k * rb));
+    std::vector<float> exact(static_cast<size_t>(k));
+    auto lower = [](const std::pair<float, int64_t>& a, const std::pair<float, int64_t>& b) {
+        return a.first > b.first;  // min-heap on the screened logit
+    };
+    for (int64_t r = 0; r < R; ++r) {
+        float* l = logits + r * V;
+        // The k largest screened logits: a min-heap, replaced at its top by anything larger.
+        for (int64_t i = 0; i < k; ++i) top[i] = {l[i], i};
+        std::make_heap(top.begin(), top.end(), lower);
+        for (int64_t i = k; i < H; ++i)
+            if (l[i] > top.front().first) {
+                std::pop_heap(top.begin(), top.end(), lower);
+                top.back() = {l[i], i};
+                std::push_heap(top.begin(), top.end(), lower);
+            }
+        for (int64_t j = 0; j < k; ++j)
+            std::memcpy(rows.data() + j * rb, src + top[j].second * rb, static_cast<size_t>(rb));
+        qmatmul(x + r * C, 1, rows.data(), out.type, k, C, exact.data(), k, 1);
+        for (int64_t j = 0; j < k; ++j) l[top[j].second] = exact[j];
+    }
 }
 
 void Engine::linear(const float* x, int64_t M, std::initializer_list<Proj> projs) {
@@ -250,7 +315,10 @@ int64_t Engine::forward(const std::vector<int>& seq_ids, const std::vector<std::
     for (int64_t i = 0; i < R; ++i) std::memcpy(sel.data() + i * C, x.data() + rows[i] * C, C * sizeof(float));
     rmsnorm_f32(sel.data(), static_cast<const float*>(w_.output_norm.data), sel.data(), R, C, cfg_.eps, threads_);
     const int64_t V = cfg_.n_vocab, H = head_rows_;
-    linear(sel.data(), R, {{&w_.output, nullptr, logits, H}});
+    if (screen_k_ > 0)
+        screened_head(sel.data(), R, logits);
+    else
+        linear(sel.data(), R, {{&w_.output, nullptr, logits, H}});
     for (int64_t r = 0; r < R; ++r) {
         float* l = logits + r * V;
         if (cfg_.final_softcap > 0.0f) {  // cap * tanh(x / cap)

@@ -44,9 +44,10 @@ def _sampling_kwargs(args) -> dict:
 def run_generate(args) -> int:
     m = _load(args)
     draft = None
-    if args.draft_head_rows is not None and args.draft in (None, "ngram"):
-        raise ValueError(f"--draft-head-rows {args.draft_head_rows} needs --draft MODEL (a draft "
-                         f"model, not ngram)")
+    for flag, val in (("--draft-head-rows", args.draft_head_rows),
+                      ("--draft-head-screen", args.draft_head_screen)):
+        if val is not None and args.draft in (None, "ngram"):
+            raise ValueError(f"{flag} {val} needs --draft MODEL (a draft model, not ngram)")
     if args.draft:
         import pylm
 
@@ -54,6 +55,8 @@ def run_generate(args) -> int:
                                                                 n_ctx=m.n_ctx, device=args.device)
         if args.draft_head_rows is not None:
             draft.head_rows = args.draft_head_rows
+        if args.draft_head_screen is not None:
+            draft.head_screen = args.draft_head_screen
     stream = m.generate(args.prompt, max_tokens=args.n, stream=True, draft=draft, n_draft=args.n_draft,
                         adaptive_draft=args.adaptive_draft, **_sampling_kwargs(args))
     for piece in stream:
@@ -103,6 +106,9 @@ def register(sub) -> None:
     p.add_argument("--draft-head-rows", type=int, default=None, metavar="N",
                    help="the draft's output head computes token ids < N only (FR-Spec: BPE ids "
                         "follow frequency; e.g. 32768 of SmolLM2's 49152)")
+    p.add_argument("--draft-head-screen", type=int, default=None, metavar="K",
+                   help="the draft's logits from a 4-bit copy of its output head, the top K "
+                        "recomputed with the head (greedy drafting reads about half the head)")
     p.add_argument("--adaptive-draft", action="store_true",
                    help="choose the draft length per round (1..2*n-draft) from measured "
                         "acceptance and costs")
