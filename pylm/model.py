@@ -156,11 +156,16 @@ class Model:
 
     @head_rows.setter
     def head_rows(self, n: int) -> None:
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-            raise TypeError(f"head_rows must be an int, got {n!r}")
-        if not hasattr(self._engine, "head_rows"):
-            raise NotImplementedError(f"head_rows is not supported on {self.device}")
-        self._engine.head_rows = int(n)
+        self._set_head_option("head_rows", n)
+
+    def _set_head_option(self, name: str, value: int) -> None:
+        """An int option of the engine's output head (head_rows, head_screen): TypeError for a
+        non-int, NotImplementedError where the engine lacks it, ValueError from the engine."""
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be an int, got {value!r}")
+        if not hasattr(self._engine, name):
+            raise NotImplementedError(f"{name} is not supported on {self.device}")
+        setattr(self._engine, name, int(value))
 
     @property
     def head_screen(self) -> int:
@@ -174,11 +179,7 @@ class Model:
 
     @head_screen.setter
     def head_screen(self, k: int) -> None:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-            raise TypeError(f"head_screen must be an int, got {k!r}")
-        if not hasattr(self._engine, "head_screen"):
-            raise NotImplementedError(f"head_screen is not supported on {self.device}")
-        self._engine.head_screen = int(k)
+        self._set_head_option("head_screen", k)
 
     # ---- tokenizer ----
     @property
