@@ -60,9 +60,9 @@ constexpr int64_t kTasksPerThread = 16;
 constexpr int64_t kTasksPerThreadLongK = 4;
 constexpr int64_t kLongKBlocks = 3;  // "long": at least this many K blocks
 
-
+// Per calling thread, reused across calls (no page faults of fresh allocations per product).
 thread_local ScratchBuffer t_scratch;  // the caller's packed op(B)
-thread_local ScratchBuffer t_apack;   // each thread's packed op(A) rows
+thread_local ScratchBuffer t_apack;    // each thread's packed op(A) rows
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 

@@ -345,7 +345,7 @@ struct LegacyRows {
                     const int64_t sn = nb - s0 < kBuf ? nb - s0 : kBuf;
                     if (!flat) convert(wr + s0 * T::kBytes, sn, dbuf, mbuf);
                     const int64_t off = flat ? r * nb : 0;
-                    segment<C>(wr, s0, sn, dbuf + off, mbuf + off, idx, ad, as, acp, acc0, acc1,
+                    segment<C>(wr, s0, sn, dbuf + off, mbuf + off, idx, ad, as, acp, &acc0, &acc1,
                                accs, pf_for(r, 1));
                 }
                 for (int c = 0; c < C; ++c) {
@@ -454,24 +454,29 @@ struct LegacyRows {
         _mm_prefetch(reinterpret_cast<const char*>(p + nv * T::kBytes - 1), _MM_HINT_T1);
     }
 
-    // Unit k of rows wb + r * ws (r < R) against the C activation rows.
+    // Unit k of rows wb + r * ws (r < R) against the C activation rows. R > 1 loads each
+    // activation vector once for the R rows; R = 1 (up to 8 rows of C) loads it where it is
+    // used, as preloading would spill.
     template <int R, int C>
     static inline __attribute__((always_inline)) void unit_rows(
         const uint8_t* wb, int64_t ws, int k, int nv, __m512i idx, const uint8_t* const* ab,
         const float (*sc)[C][16], __m512 (*acc)[C], int64_t pf) {
         __m512i a0[C], a1[C], p0[C];
-        for (int c = 0; c < C; ++c) {
+        auto load = [&](int c) PYLM_INLINE {
             const uint8_t* a = ab[c] + k * kAU;
             a0[c] = _mm512_load_si512(a);
             a1[c] = U == 4 ? _mm512_load_si512(a + 64) : _mm512_setzero_si512();
             p0[c] = kMin ? _mm512_setzero_si512() : _mm512_load_si512(a + kAU - 64);
-        }
+        };
+        if constexpr (R > 1)
+            for (int c = 0; c < C; ++c) load(c);
         for (int r = 0; r < R; ++r) {
             const uint8_t* q = wb + r * ws + k * U * T::kBytes;
             if (pf) prefetch_unit(q + pf, nv);
             __m512i w0, w1 = _mm512_setzero_si512();
             unit_weights<T>(q, nv, idx, &w0, &w1);
             for (int c = 0; c < C; ++c) {
+                if constexpr (R == 1) load(c);
                 __m512i p = _mm512_dpbusd_epi32(p0[c], w0, a0[c]);
                 __m512 s;
                 if constexpr (U == 4) {
@@ -491,16 +496,16 @@ struct LegacyRows {
     template <int C>
     static inline __attribute__((always_inline)) void segment(
         const uint8_t* wr, int64_t s0, int64_t sn, const float* dw, const float* mw, __m512i idx,
-        const float* const* ad, const float* const* as, const uint8_t* const* acp, __m512* acc0,
-        __m512* acc1, __m512* accs, int64_t pf) {
-        alignas(64) float sc[C][16];
+        const float* const* ad, const float* const* as, const uint8_t* const* acp,
+        __m512 (*acc0)[C], __m512 (*acc1)[C], __m512* accs, int64_t pf) {
+        alignas(64) float sc[1][C][16];  // unit_rows' layout, one weight row
         for (int64_t g = 0; g < sn; g += 16) {
             const int64_t b0 = s0 + g;
             const int nblk = sn - g < 16 ? (int)(sn - g) : 16;
             const __mmask16 km = (__mmask16)((1u << nblk) - 1);
             const __m512 d = _mm512_maskz_loadu_ps(km, dw + g);
             for (int c = 0; c < C; ++c)
-                _mm512_store_ps(sc[c], _mm512_mul_ps(d, _mm512_maskz_loadu_ps(km, ad[c] + b0)));
+                _mm512_store_ps(sc[0][c], _mm512_mul_ps(d, _mm512_maskz_loadu_ps(km, ad[c] + b0)));
             if (kMin) {
                 const __m512 m = _mm512_maskz_loadu_ps(km, mw + g);
                 for (int c = 0; c < C; ++c)
@@ -512,36 +517,9 @@ struct LegacyRows {
             const uint8_t* wb = wr + b0 * T::kBytes;
             const uint8_t* ab[C];
             for (int c = 0; c < C; ++c) ab[c] = acp[c] + (b0 / U) * kAU;
-            for_units(nblk, acc0, acc1, [&](int k, int nv, __m512* acc) PYLM_INLINE {
-                unit<C>(wb, k, nv, idx, ab, sc, acc, pf);
+            for_units(nblk, acc0, acc1, [&](int k, int nv, __m512 (*acc)[C]) PYLM_INLINE {
+                unit_rows<1, C>(wb, 0, k, nv, idx, ab, sc, acc, pf);
             });
-        }
-    }
-
-    // Unit k of the group at wb (nv blocks present) against the C rows: acc += float(P) * sc.
-    template <int C>
-    static inline __attribute__((always_inline)) void unit(const uint8_t* wb, int k, int nv,
-                                                           __m512i idx, const uint8_t* const* ab,
-                                                           const float (*sc)[16], __m512* acc,
-                                                           int64_t pf) {
-        const uint8_t* q = wb + k * U * T::kBytes;
-        if (pf) prefetch_unit(q + pf, nv);
-        __m512i w0, w1 = _mm512_setzero_si512();
-        unit_weights<T>(q, nv, idx, &w0, &w1);
-        for (int c = 0; c < C; ++c) {
-            const uint8_t* a = ab[c] + k * kAU;
-            __m512i p = kMin ? _mm512_setzero_si512() : _mm512_load_si512(a + kAU - 64);
-            p = _mm512_dpbusd_epi32(p, w0, _mm512_load_si512(a));
-            __m512 s;
-            if constexpr (U == 4) {
-                p = _mm512_dpbusd_epi32(p, w1, _mm512_load_si512(a + 64));
-                s = _mm512_broadcast_f32x4(_mm_load_ps(&sc[c][4 * k]));
-            } else {
-                double two;
-                std::memcpy(&two, &sc[c][2 * k], 8);
-                s = _mm512_castpd_ps(_mm512_set1_pd(two));
-            }
-            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), s, acc[c]);
         }
     }
 
