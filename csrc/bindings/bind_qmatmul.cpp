@@ -38,9 +38,14 @@ const QTypeInfo* resolve_qtype(const py::handle& qtype) {
     return info;
 }
 
+// packed: W is packed first (qdot.h) and goes through the active ISA's gemm_packed (tests).
 py::array_t<float> qmatmul_py(const py::handle& x_obj, const py::handle& w_obj,
-                              const py::handle& qtype, int64_t N, int64_t K, int threads) {
+                              const py::handle& qtype, int64_t N, int64_t K, int threads,
+                              bool packed = false) {
     const QTypeInfo* info = resolve_qtype(qtype);
+    if (packed && !(qdot_packable(info->type) && qdot_kernels(info->type)->gemm_packed))
+        throw std::invalid_argument(std::string("qmatmul: no packed kernel for ") + info->name +
+                                    " on this ISA");
     auto x = as_f32(x_obj, "qmatmul: x");
     check_ndim(x, 2, "qmatmul: x");
     auto w = as_u8(w_obj, "qmatmul: w_raw");
@@ -73,7 +78,18 @@ py::array_t<float> qmatmul_py(const py::handle& x_obj, const py::handle& w_obj,
     float* yp = y.mutable_data();
     {
         py::gil_scoped_release release;
-        qmatmul(xp, M, wp, info->type, N, K, yp, N, nt);
+        if (packed) {
+            std::vector<uint8_t> wq((size_t)need);
+            qdot_pack_rows(info->type, wp, N, K, wq.data());
+            const int64_t stride = act_row_bytes(act_format(info->type), K);
+            std::vector<uint8_t> act((size_t)(M * stride) + 64);
+            uint8_t* a = act.data() + (64 - reinterpret_cast<uintptr_t>(act.data()) % 64) % 64;
+            qmatmul_quantize(xp, M, K, info->type, a, nt);
+            QProduct p{a, stride, wq.data(), info->type, N, K, yp, N, true};
+            qmatmul_preq_many(&p, 1, M, nt);
+        } else {
+            qmatmul(xp, M, wp, info->type, N, K, yp, N, nt);
+        }
     }
     return y;
 }
@@ -114,9 +130,20 @@ float vec_dot_py(const py::handle& x_obj, const py::handle& w_obj, const py::han
 }  // namespace
 
 void bind_qmatmul(py::module_& m) {
-    m.def("qmatmul", &qmatmul_py, py::arg("x"), py::arg("w"), py::arg("qtype"), py::arg("N"),
+    m.def(
+        "qmatmul",
+        [](const py::handle& x, const py::handle& w, const py::handle& qtype, int64_t N, int64_t K,
+           int threads) { return qmatmul_py(x, w, qtype, N, K, threads); },
+        py::arg("x"), py::arg("w"), py::arg("qtype"), py::arg("N"),
           py::arg("K"), py::arg("threads") = 0,
           "y [M, N] = x [M, K] @ W^T, W given as the raw GGUF bytes of an (N, K) matrix.");
+    m.def(
+        "_qmatmul_packed",
+        [](const py::handle& x, const py::handle& w, const py::handle& qtype, int64_t N, int64_t K,
+           int threads) { return qmatmul_py(x, w, qtype, N, K, threads, true); },
+        py::arg("x"), py::arg("w"), py::arg("qtype"), py::arg("N"), py::arg("K"),
+        py::arg("threads") = 0,
+        "qmatmul with W packed first (qdot.h) and the active ISA's packed kernel (tests).");
     m.def("_quantize_act", &quantize_act_py, py::arg("x"), py::arg("qtype"),
           "The activation rows qmatmul builds for weight type qtype (Q8S / Q8K bytes).");
     m.def("_vec_dot", &vec_dot_py, py::arg("x"), py::arg("w_row"), py::arg("qtype"),

@@ -87,6 +87,36 @@ void quantize_act(ActFormat f, const float* x, int64_t K, void* row) {
     }
 }
 
+bool qdot_packable(QType t) {
+    return t == QType::Q4_0 || t == QType::Q4_1 || t == QType::Q8_0;
+}
+
+void qdot_pack_rows(QType t, const uint8_t* src, int64_t N, int64_t K, uint8_t* dst) {
+    const int64_t nb = K / 32;
+    const bool q8 = t == QType::Q8_0, min = t == QType::Q4_1;
+    const int U = q8 ? 2 : 4, Q = q8 ? 32 : 16;
+    const int64_t bs = q8 ? sizeof(block_q8_0) : min ? sizeof(block_q4_1) : sizeof(block_q4_0);
+    const int qs_at = min ? 4 : 2;  // the qs follow d (and m)
+    for (int64_t n = 0; n < N; ++n) {
+        const uint8_t* row = src + n * nb * bs;
+        uint8_t* out = dst + n * nb * bs;
+        uint8_t* o = out;
+        for (int64_t u0 = 0; u0 < nb; u0 += U) {
+            const int nv = nb - u0 < U ? (int)(nb - u0) : U;
+            for (int l = 0; l < 16; ++l) {
+                if (l % U >= nv) continue;
+                const uint8_t* q = row + (u0 + l % U) * bs + qs_at + 4 * (l / U);
+                for (int b = 0; b < 4; ++b) *o++ = q8 ? (uint8_t)(q[b] ^ 0x80) : q[b];
+            }
+        }
+        uint16_t* d = reinterpret_cast<uint16_t*>(out + nb * Q);
+        for (int64_t b = 0; b < nb; ++b) {
+            std::memcpy(d + b, row + b * bs, 2);
+            if (min) std::memcpy(d + nb + b, row + b * bs + 2, 2);
+        }
+    }
+}
+
 const QDotKernels* qdot_kernels(QType t) {
     switch (active_isa()) {
         case Isa::Avx512:

@@ -46,7 +46,22 @@ using GemmFn = void (*)(int64_t K, const uint8_t* w, int64_t w_stride, int64_t N
 struct QDotKernels {
     VecDotFn vec_dot;
     GemmFn gemm;
+    GemmFn gemm_packed;  // gemm over rows in the packed layout below; nullptr: none on this ISA
 };
+
+// Packed legacy rows (Q4_0, Q4_1, Q8_0): the engine's copy of a weight for kernels that have
+// gemm_packed, made once at load time. Same bytes per row as GGUF (so row strides, chunks and
+// the result bits are unchanged); the row's nb = K / 32 blocks become
+//   qs: nb * Q bytes (Q = 16 for Q4_0/Q4_1, 32 for Q8_0) in units of U blocks (U = 4 / 2):
+//       a whole unit is 64 bytes whose dword l is dword l / U of the qs of block l % U of the
+//       unit (the canonical lane order, qdot_canon.h); a last unit of nv < U blocks keeps only
+//       its lanes with l % U < nv, in lane order (nv * Q bytes). Q8_0 bytes are stored as
+//       q + 128 (the unsigned form the kernels feed to vpdpbusd).
+//   d:  nb fp16 block scales, then (Q4_1) m: nb fp16 block mins.
+// So a unit is one load with no permute, and 16 scales one load and one conversion.
+bool qdot_packable(QType t);
+// Rows [0, N) of W (GGUF layout, K % 32 == 0) into dst (N * qrow_bytes(t, K) bytes).
+void qdot_pack_rows(QType t, const uint8_t* src, int64_t N, int64_t K, uint8_t* dst);
 
 // True when qmatmul has kernels for weight type `t` (F32, F16, BF16, Q4_0 .. Q6_K; not Q8_1/Q8_K).
 bool qdot_supported(QType t);

@@ -13,6 +13,10 @@
 // catch-up): 4 weight rows per pass share the activation loads and one combined reduction tree
 // (tree16x4), each row with its own float operations.
 // Q4_1/Q5_1 (dword-aligned qs) and Q8_0 (two 256-bit loads) gather a unit with vpermt2d.
+// Packed rows (Q4_0, Q4_1, Q8_0; the engine's load-time copy, qdot.h): a unit is one load and 16
+// scales one load + vcvtph2ps, with no convert pass; the same float operations, so the same bits.
+// Hot matvec, 1 thread, against the GGUF rows: Q4_1 0.68-0.82 of the time, Q8_0 0.75-0.85,
+// Q4_0 0.57-0.68 (K = 576 / 1536).
 // Float weights: R weight rows x C activation rows per pass (each F16/BF16 vector converted
 // once), one 16-lane accumulator per pair.
 // NOTE: GCC 12 reports its own _mm512_undefined_* idiom (inside casts/broadcasts) as
@@ -214,6 +218,27 @@ static inline __attribute__((always_inline)) void unit_weights(const uint8_t* p,
     }
 }
 
+// The same from a packed row's qs (qdot.h): a whole unit is one load, a last unit of nv < U
+// blocks one expanding load into its lanes (l % U < nv); Q8_0 is stored as q + 128 already.
+template <class T>
+static inline __attribute__((always_inline)) void packed_unit_weights(const uint8_t* p, int nv,
+                                                                      __m512i* w0, __m512i* w1) {
+    __m512i q;
+    if (nv == T::kUnit) {
+        q = _mm512_loadu_si512(p);
+    } else {
+        const __mmask16 lanes = T::kUnit == 2 ? 0x5555 : (__mmask16)(0x1111 * ((1u << nv) - 1));
+        q = _mm512_maskz_expandloadu_epi32(lanes, p);
+    }
+    if constexpr (T::kUnit == 2) {
+        *w0 = q;
+    } else {
+        const __m512i m = _mm512_set1_epi8(0x0F);
+        *w0 = _mm512_and_si512(q, m);
+        *w1 = _mm512_and_si512(_mm512_srli_epi16(q, 4), m);
+    }
+}
+
 // The per-thread buffer of the activation copies (one per gemm call, i.e. per work item).
 thread_local ScratchBuffer t_act_copy;
 
@@ -269,10 +294,40 @@ struct ActCopy {
 // (the rows of a chunk are contiguous), into dbuf / mbuf. Blocks then go in groups of 16: one
 // multiply by the activation scales per row (kept in sc[][], re-read by the unit step with a
 // broadcast load) and, for Q4_1/Q5_1, one FMA for the m_w s_x terms.
-template <class T>
+// P: rows in the packed layout (qdot.h): no convert pass (the scales are read where they are
+// used, 16 per load) and no permute per unit (one load; a last partial unit: one expanding load).
+template <class T, bool P = false>
 struct LegacyRows {
     static constexpr int U = T::kUnit, kAU = ActCopy<T>::kUnitBytes;
     static constexpr bool kMin = T::kZero == 0;
+    // Bytes per block along the walk over a row's units: GGUF blocks, or the packed qs.
+    static constexpr int kStep = P ? 64 / U : T::kBytes;
+
+    // d_w / m_w of 16 blocks of row r from b0 (masked): the convert pass's float buffers (rows
+    // at stride nb floats), or the fp16 arrays of packed rows (rows at stride ws bytes).
+    struct Scales {
+        const uint8_t* d;
+        const uint8_t* m;
+        int64_t stride;  // bytes
+        inline __m512 load(const uint8_t* base, int r, int64_t b0, __mmask16 km) const {
+            const uint8_t* p = base + r * stride;
+            if constexpr (P)
+                return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(km, p + 2 * b0));
+            else
+                return _mm512_maskz_loadu_ps(km, reinterpret_cast<const float*>(p) + b0);
+        }
+        inline __m512 dw(int r, int64_t b0, __mmask16 km) const { return load(d, r, b0, km); }
+        inline __m512 mw(int r, int64_t b0, __mmask16 km) const { return load(m, r, b0, km); }
+        Scales shifted(int64_t b) const {  // blocks from b on
+            const int64_t e = P ? 2 : 4;
+            return {d + b * e, m + b * e, stride};
+        }
+    };
+    // Row wr's packed scales (nb blocks).
+    static Scales packed_scales(const uint8_t* wr, int64_t nb, int64_t ws) {
+        const uint8_t* d = wr + nb * kStep;
+        return {d, d + 2 * nb, ws};
+    }
     // Blocks whose scales are converted at once: 9-17 KiB of weights, which the unit loop then
     // reads again from L1/L2.
     static constexpr int64_t kBuf = 512;
@@ -319,12 +374,16 @@ struct LegacyRows {
             as[c] = q8s_s(act[c], K);
         }
         const __m512i idx = unit_index<T>();
-        alignas(64) float dbuf[kBuf], mbuf[kBuf];
-        const bool flat = ws == nb * T::kBytes && nb <= kBuf;
+        alignas(64) float dbuf[P ? 1 : kBuf], mbuf[P ? 1 : kBuf];
+        const Scales bufs{reinterpret_cast<const uint8_t*>(dbuf),
+                          reinterpret_cast<const uint8_t*>(mbuf), nb * 4};
+        // flat: chunks of whole rows whose scales one convert pass reads (packed rows: no pass,
+        // but the same chunks, for the prefetch distance).
+        const bool flat = (P || ws == nb * T::kBytes) && nb <= kBuf;
         const int64_t rows = flat ? kBuf / nb : 1;
         for (int64_t n0 = 0; n0 < N; n0 += rows) {
             const int64_t nr = N - n0 < rows ? N - n0 : rows;
-            if (flat) convert(w + n0 * ws, nr * nb, dbuf, mbuf);
+            if (flat && !P) convert(w + n0 * ws, nr * nb, dbuf, mbuf);
             int64_t r = 0;
             // The rows two chunks ahead are prefetched into L2 while this chunk computes
             // (kPfChunks): bytes from a row here to the same row there, 0 past the end of W.
@@ -332,10 +391,14 @@ struct LegacyRows {
             auto pf_for = [&](int64_t i, int64_t n) -> int64_t {  // rows i .. i+n of the chunk
                 return flat && n0 + i + n + pf_rows <= N ? pf_rows * ws : 0;
             };
+            auto scales = [&](int64_t i) -> Scales {  // row i of the chunk
+                const uint8_t* wr = w + (n0 + i) * ws;
+                return P ? packed_scales(wr, nb, ws) : bufs.shifted(flat ? i * nb : 0);
+            };
             if (C <= 2 && flat)
                 for (; r + 4 <= nr; r += 4)
-                    rows4<C>(w + (n0 + r) * ws, ws, nb, dbuf + r * nb, mbuf + r * nb, idx, ad, as,
-                             acp, y + n0 + r, ldy, pf_for(r, 4));
+                    rows4<C>(w + (n0 + r) * ws, ws, nb, scales(r), idx, ad, as, acp, y + n0 + r,
+                             ldy, pf_for(r, 4));
             for (; r < nr; ++r) {
                 const uint8_t* wr = w + (n0 + r) * ws;
                 if (!flat) prefetch_ahead(wr, ws);
@@ -343,10 +406,9 @@ struct LegacyRows {
                 for (int c = 0; c < C; ++c) acc0[c] = acc1[c] = accs[c] = _mm512_setzero_ps();
                 for (int64_t s0 = 0; s0 < nb; s0 += kBuf) {  // one segment unless K > 32 * kBuf
                     const int64_t sn = nb - s0 < kBuf ? nb - s0 : kBuf;
-                    if (!flat) convert(wr + s0 * T::kBytes, sn, dbuf, mbuf);
-                    const int64_t off = flat ? r * nb : 0;
-                    segment<C>(wr, s0, sn, dbuf + off, mbuf + off, idx, ad, as, acp, &acc0, &acc1,
-                               accs, pf_for(r, 1));
+                    if (!flat && !P) convert(wr + s0 * T::kBytes, sn, dbuf, mbuf);
+                    const Scales sc = P ? packed_scales(wr, nb, ws).shifted(s0) : scales(r);
+                    segment<C>(wr, s0, sn, sc, idx, ad, as, acp, &acc0, &acc1, accs, pf_for(r, 1));
                 }
                 for (int c = 0; c < C; ++c) {
                     __m512 t = _mm512_add_ps(acc0[c], acc1[c]);
@@ -389,8 +451,8 @@ struct LegacyRows {
     // SmolLM2 Q4_1 2-token step (a draft's catch-up) 6.1 -> 5.2 ms. C = 3, 4 with two rows per
     // pass did no better than one row.
     template <int C>
-    static inline void rows4(const uint8_t* wr, int64_t ws, int64_t nb, const float* dw,
-                             const float* mw, __m512i idx, const float* const* ad,
+    static inline void rows4(const uint8_t* wr, int64_t ws, int64_t nb, const Scales& ss,
+                             __m512i idx, const float* const* ad,
                              const float* const* as, const uint8_t* const* acp, float* y,
                              int64_t ldy, int64_t pf) {
         constexpr int R = 4;
@@ -404,8 +466,7 @@ struct LegacyRows {
             for (int c = 0; c < C; ++c) {
                 const __m512 sx = _mm512_maskz_loadu_ps(km, as[c] + b0);
                 for (int r = 0; r < R; ++r)
-                    accs[r][c] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(km, mw + r * nb + b0), sx,
-                                                 accs[r][c]);
+                    accs[r][c] = _mm512_fmadd_ps(ss.mw(r, b0, km), sx, accs[r][c]);
             }
         };
         alignas(64) float sc[R][C][16];
@@ -414,14 +475,13 @@ struct LegacyRows {
             for (int c = 0; c < C; ++c) {
                 const __m512 dx = _mm512_maskz_loadu_ps(km, ad[c] + b0);
                 for (int r = 0; r < R; ++r)
-                    _mm512_store_ps(sc[r][c],
-                                    _mm512_mul_ps(_mm512_maskz_loadu_ps(km, dw + r * nb + b0), dx));
+                    _mm512_store_ps(sc[r][c], _mm512_mul_ps(ss.dw(r, b0, km), dx));
             }
             if (kMin && C == 1) min_terms(b0, km);
             // NOTE: keeps GCC from forwarding sc[][] through registers: it would expand each
             // unit's scales with shuffles (port 5) instead of one broadcast load.
             __asm__ volatile("" : "+m"(sc));
-            const uint8_t* wb = wr + b0 * T::kBytes;
+            const uint8_t* wb = wr + b0 * kStep;
             const uint8_t* ab[C];
             for (int c = 0; c < C; ++c) ab[c] = acp[c] + (b0 / U) * kAU;
             const int nblk = nb - b0 < 16 ? (int)(nb - b0) : 16;
@@ -451,7 +511,7 @@ struct LegacyRows {
     // prefetchers (a third prefetch per unit measured no better).
     static inline __attribute__((always_inline)) void prefetch_unit(const uint8_t* p, int nv) {
         _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T1);
-        _mm_prefetch(reinterpret_cast<const char*>(p + nv * T::kBytes - 1), _MM_HINT_T1);
+        _mm_prefetch(reinterpret_cast<const char*>(p + nv * kStep - 1), _MM_HINT_T1);
     }
 
     // Unit k of rows wb + r * ws (r < R) against the C activation rows. R > 1 loads each
@@ -471,10 +531,13 @@ struct LegacyRows {
         if constexpr (R > 1)
             for (int c = 0; c < C; ++c) load(c);
         for (int r = 0; r < R; ++r) {
-            const uint8_t* q = wb + r * ws + k * U * T::kBytes;
+            const uint8_t* q = wb + r * ws + k * U * kStep;
             if (pf) prefetch_unit(q + pf, nv);
             __m512i w0, w1 = _mm512_setzero_si512();
-            unit_weights<T>(q, nv, idx, &w0, &w1);
+            if constexpr (P)
+                packed_unit_weights<T>(q, nv, &w0, &w1);
+            else
+                unit_weights<T>(q, nv, idx, &w0, &w1);
             for (int c = 0; c < C; ++c) {
                 if constexpr (R == 1) load(c);
                 __m512i p = _mm512_dpbusd_epi32(p0[c], w0, a0[c]);
@@ -495,7 +558,7 @@ struct LegacyRows {
     // Blocks s0 .. s0+sn (s0 % 16 == 0) of row wr, whose weight scales are dw[0..sn), mw[0..sn).
     template <int C>
     static inline __attribute__((always_inline)) void segment(
-        const uint8_t* wr, int64_t s0, int64_t sn, const float* dw, const float* mw, __m512i idx,
+        const uint8_t* wr, int64_t s0, int64_t sn, const Scales& ss, __m512i idx,
         const float* const* ad, const float* const* as, const uint8_t* const* acp,
         __m512 (*acc0)[C], __m512 (*acc1)[C], __m512* accs, int64_t pf) {
         alignas(64) float sc[1][C][16];  // unit_rows' layout, one weight row
@@ -503,18 +566,18 @@ struct LegacyRows {
             const int64_t b0 = s0 + g;
             const int nblk = sn - g < 16 ? (int)(sn - g) : 16;
             const __mmask16 km = (__mmask16)((1u << nblk) - 1);
-            const __m512 d = _mm512_maskz_loadu_ps(km, dw + g);
+            const __m512 d = ss.dw(0, g, km);
             for (int c = 0; c < C; ++c)
                 _mm512_store_ps(sc[0][c], _mm512_mul_ps(d, _mm512_maskz_loadu_ps(km, ad[c] + b0)));
             if (kMin) {
-                const __m512 m = _mm512_maskz_loadu_ps(km, mw + g);
+                const __m512 m = ss.mw(0, g, km);
                 for (int c = 0; c < C; ++c)
                     accs[c] = _mm512_fmadd_ps(m, _mm512_maskz_loadu_ps(km, as[c] + b0), accs[c]);
             }
             // NOTE: keeps GCC from forwarding sc[][] through registers: it would expand each
             // unit's scales with shuffles (port 5) instead of one broadcast load.
             __asm__ volatile("" : "+m"(sc));
-            const uint8_t* wb = wr + b0 * T::kBytes;
+            const uint8_t* wb = wr + b0 * kStep;
             const uint8_t* ab[C];
             for (int c = 0; c < C; ++c) ab[c] = acp[c] + (b0 / U) * kAU;
             for_units(nblk, acc0, acc1, [&](int k, int nv, __m512 (*acc)[C]) PYLM_INLINE {
@@ -718,6 +781,9 @@ struct FloatRows {
 
 template <class R>
 const QDotKernels kTable = {R::vec_dot, R::gemm};
+template <class T>
+const QDotKernels kLegacy = {LegacyRows<T>::vec_dot, LegacyRows<T>::gemm,
+                             LegacyRows<T, true>::gemm};
 
 }  // namespace
 
@@ -730,15 +796,15 @@ const QDotKernels* qdot_kernels(QType t) {
         case QType::BF16:
             return &kTable<FloatRows<BF16W>>;
         case QType::Q4_0:
-            return &kTable<LegacyRows<Q4_0>>;
+            return &kLegacy<Q4_0>;
         case QType::Q4_1:
-            return &kTable<LegacyRows<Q4_1>>;
+            return &kLegacy<Q4_1>;
         case QType::Q5_0:
             return &kTable<LegacyRows<Q5_0>>;
         case QType::Q5_1:
             return &kTable<LegacyRows<Q5_1>>;
         case QType::Q8_0:
-            return &kTable<LegacyRows<Q8_0>>;
+            return &kLegacy<Q8_0>;
         default:
             return qdot_kernels_k(t);
     }

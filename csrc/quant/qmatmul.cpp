@@ -81,7 +81,8 @@ Split split_product(const QProduct& p, int64_t wrow, int64_t M, int nthreads) {
 void run_item(const QProduct& p, const Split& s, int64_t M, int64_t i) {
     const int64_t m0 = (i / s.n_chunks) * s.mc, n0 = (i % s.n_chunks) * s.nc;
     const int64_t mn = M - m0 < s.mc ? M - m0 : s.mc, nn = p.N - n0 < s.nc ? p.N - n0 : s.nc;
-    s.kern->gemm(p.K, static_cast<const uint8_t*>(p.w) + n0 * s.wrow, s.wrow, nn,
+    (p.packed ? s.kern->gemm_packed : s.kern->gemm)(
+                 p.K, static_cast<const uint8_t*>(p.w) + n0 * s.wrow, s.wrow, nn,
                  p.act + m0 * p.act_stride, p.act_stride, mn, p.y + m0 * p.ldy + n0, p.ldy);
 }
 
@@ -96,6 +97,8 @@ void qmatmul_preq_many(const QProduct* products, int count, int64_t M, int nthre
     // Small products (decode of narrow matrices) finish before a worker would wake up.
     int64_t wrow[kMaxProducts], work = 0;
     for (int j = 0; j < count; ++j) {
+        if (products[j].packed && !qdot_kernels(products[j].wt)->gemm_packed)
+            throw std::invalid_argument("qmatmul_preq_many: packed weights but no packed kernel");
         wrow[j] = qrow_bytes(products[j].wt, products[j].K);
         work += products[j].N * wrow[j] * ((M + kGroup - 1) / kGroup);
     }

@@ -39,6 +39,7 @@ struct QProduct {
     int64_t N, K;
     float* y;
     int64_t ldy;
+    bool packed = false;  // w in the packed layout (qdot.h); needs the kernels' gemm_packed
 };
 
 // Several products over the same M rows (q/k/v, gate/up) in ONE parallel region: their work
