@@ -101,7 +101,7 @@ class Model:
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None, n_ctx: int | None = None,
                  kv_cache_tokens: int | None = None, block_size: int = 16, device: str = "cpu",
-                 kv_dtype: str = "float16", cuda_graphs: bool = True):
+                 kv_dtype: str = "float16", cuda_graphs: bool = True, repack: bool = True):
         # The device first: a missing GPU fails before the file is read.
         kind, index = parse_device(device)
         engine_cls = _cuda_engine_class(index) if kind == "cuda" else None
@@ -118,7 +118,8 @@ class Model:
         kv_tokens = int(kv_cache_tokens or 2 * self.n_ctx)
         kv_blocks = max(1, -(-kv_tokens // block_size))
         if engine_cls is None:
-            self._engine = _core.Engine(self.config, weights, kv_blocks, block_size, int(threads or 0))
+            self._engine = _core.Engine(self.config, weights, kv_blocks, block_size, int(threads or 0),
+                                        bool(repack))
         else:
             self._engine = engine_cls(self.config, weights, kv_blocks, block_size, index, kv_dtype,
                                       bool(cuda_graphs))
@@ -287,6 +288,9 @@ def load(path: str | os.PathLike, threads: int | None = None, n_ctx: int | None 
 
     device: "cpu" (default), "cuda" or "cuda:N" (RuntimeError when CUDA is not usable).
     CUDA-only options: kv_dtype ("float16" default, or "float32") and cuda_graphs (True).
+    CPU-only option: repack (True): on AVX-512 CPUs the Q4_0/Q4_1/Q8_0 matrices get a packed
+    copy for faster decode (same results, extra memory of their size; llama.cpp's --no-repack
+    is repack=False).
     """
     return Model(path, threads=threads, n_ctx=n_ctx, device=device, **kw)
 

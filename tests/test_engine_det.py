@@ -56,6 +56,24 @@ def test_logits_bit_identical_across_isas(model):
         np.testing.assert_array_equal(lg, got["scalar"], err_msg=f"{isa} vs scalar")
 
 
+@pytest.mark.skipif("avx512" not in pylm.available_isas(), reason="repacking serves AVX-512")
+def test_repacked_weights_give_the_same_logits(model):
+    """The engine's packed copies (Q4_0/Q4_1/Q8_0 matrices, AVX-512 gemm_packed) change no bit:
+    the same prefill and decode logits as the GGUF rows (repack=False), the screened head too."""
+    plain = pylm.load(model.path, threads=2, n_ctx=256, repack=False)
+    assert plain._engine.repacked_bytes == 0
+    with pylm.use_isa("avx512"):
+        packed = pylm.load(model.path, threads=2, n_ctx=256)
+        # SmolLM2: Q4_1 layers and a Q8_0 head (all but the norms); Gemma 3: its Q8_0 head
+        assert packed._engine.repacked_bytes > (0.9 if model.architecture == "llama" else 0.6) * (
+            model.file.file_size)
+        np.testing.assert_array_equal(_prefill_and_decode(packed), _prefill_and_decode(plain))
+        screen0 = packed._engine.repacked_bytes
+        packed.head_screen = plain.head_screen = 8
+        assert packed._engine.repacked_bytes > screen0  # the Q4_0 screen copy is packed too
+        np.testing.assert_array_equal(_prefill_and_decode(packed), _prefill_and_decode(plain))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_seeded_sampling_identical_across_isas(model, seed):

@@ -1,6 +1,6 @@
 // pylm._core.Engine: the native model. Python (pylm/model.py) reads the GGUF file, maps the
 // architecture onto a config dict and a weight table of numpy uint8 views into the mmap; the
-// Engine keeps those views alive and never copies the weights.
+// Engine keeps those views alive and copies only what it repacks (repack=True, Engine ctor).
 #include <pybind11/stl.h>
 
 #include "bindings/bindings.h"
@@ -23,16 +23,18 @@ void bind_engine(py::module_& m) {
     py::register_exception<KVPoolExhausted>(m, "KVPoolExhausted", PyExc_RuntimeError);
 
     py::class_<PyEngine>(m, "Engine")
-        .def(py::init([](const py::dict& c, const py::dict& w, int64_t kv_blocks, int block_size, int threads) {
+        .def(py::init([](const py::dict& c, const py::dict& w, int64_t kv_blocks, int block_size, int threads,
+                         bool repack) {
                  const ModelConfig cfg = engine_config_from(c);
                  auto pe = std::make_unique<PyEngine>();
                  ModelWeights mw = engine_weights_from(w, &pe->keepalive);
                  if (threads <= 0) threads = resolve_threads(0);
-                 pe->engine = std::make_unique<Engine>(cfg, std::move(mw), kv_blocks, block_size, threads);
+                 py::gil_scoped_release nogil;  // repacking reads the whole model
+                 pe->engine = std::make_unique<Engine>(cfg, std::move(mw), kv_blocks, block_size, threads, repack);
                  return pe;
              }),
              py::arg("config"), py::arg("weights"), py::arg("kv_blocks"), py::arg("block_size") = 16,
-             py::arg("threads") = 0)
+             py::arg("threads") = 0, py::arg("repack") = true)
         .def("forward",
              [](PyEngine& e, const std::vector<int>& seqs, const std::vector<std::vector<int32_t>>& toks,
                 bool all_logits) {
@@ -54,6 +56,7 @@ void bind_engine(py::module_& m) {
         .def("seq_len", [](PyEngine& e, int s) { return e.engine->kv().seq_len(s); })
         .def("seq_ids", [](PyEngine& e) { return e.engine->kv().seq_ids(); })
         .def("clear", [](PyEngine& e) { e.engine->kv().clear(); })
+        .def_property_readonly("repacked_bytes", [](PyEngine& e) { return e.engine->repacked_bytes(); })
         .def_property_readonly("free_blocks", [](PyEngine& e) { return e.engine->kv().free_blocks(); })
         .def_property_readonly("n_blocks", [](PyEngine& e) { return e.engine->kv().n_blocks(); })
         .def_property_readonly("block_size", [](PyEngine& e) { return e.engine->kv().block_size(); })

@@ -33,12 +33,14 @@ void add_inplace(float* x, const float* y, int64_t n) {
 
 }  // namespace
 
-Engine::Engine(const ModelConfig& cfg, ModelWeights weights, int64_t kv_blocks, int block_size, int threads)
+Engine::Engine(const ModelConfig& cfg, ModelWeights weights, int64_t kv_blocks, int block_size, int threads,
+               bool repack)
     : cfg_(cfg),
       w_(std::move(weights)),
       kv_(cfg.n_layer, static_cast<int64_t>(cfg.n_head_kv) * cfg.head_dim, block_size, kv_blocks),
       threads_(threads),
-      head_rows_(cfg.n_vocab) {
+      head_rows_(cfg.n_vocab),
+      repack_(repack) {
     if (cfg_.n_head_kv <= 0 || cfg_.n_head % cfg_.n_head_kv != 0)
         throw std::invalid_argument("n_head=" + std::to_string(cfg_.n_head) +
                                     " is not a multiple of n_head_kv=" + std::to_string(cfg_.n_head_kv));
@@ -51,6 +53,32 @@ Engine::Engine(const ModelConfig& cfg, ModelWeights weights, int64_t kv_blocks, 
                                     " layers, config says " + std::to_string(cfg_.n_layer));
     if (cfg_.attn_scale == 0.0f) cfg_.attn_scale = 1.0f / std::sqrt(static_cast<float>(cfg_.head_dim));
     if (cfg_.rope_dims == 0) cfg_.rope_dims = cfg_.head_dim;
+    std::vector<WeightRef*> mats{&w_.output};
+    for (LayerWeights& L : w_.layers)
+        for (WeightRef* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) mats.push_back(w);
+    packed_.resize(mats.size());
+    for (size_t i = 0; i < mats.size(); ++i) pack(*mats[i], packed_[i]);
+}
+
+int64_t Engine::repacked_bytes() const {
+    int64_t n = static_cast<int64_t>(screen_packed_.size());
+    for (const auto& p : packed_) n += static_cast<int64_t>(p.size());
+    return n;
+}
+
+void Engine::pack(WeightRef& w, std::vector<uint8_t>& store) {
+    w.packed = nullptr;
+    if (!repack_ || !w || !qdot_packable(w.type) || w.ne0 % 32 != 0) return;
+    const QDotKernels* kern = qdot_kernels(w.type);
+    if (!kern || !kern->gemm_packed) return;
+    const int64_t rb = row_bytes(w);
+    store.resize(static_cast<size_t>(w.ne1 * rb));
+    const uint8_t* src = static_cast<const uint8_t*>(w.data);
+    uint8_t* dst = store.data();
+    parallel_for(w.ne1, 256, threads_, [&](int64_t r0, int64_t r1, int) {
+        qdot_pack_rows(w.type, src + r0 * rb, r1 - r0, w.ne0, dst + r0 * rb);
+    });
+    w.packed = dst;
 }
 
 void Engine::embed(const int32_t* ids, int64_t n, float* x) {
@@ -94,10 +122,13 @@ void Engine::set_head_screen(int k) {
         });
         screen_ = std::move(buf);
         screen_w_ = {screen_.data(), QType::Q4_0, K, V};
+        pack(screen_w_, screen_packed_);
     }
     if (k == 0) {
         screen_.clear();
         screen_.shrink_to_fit();
+        screen_packed_.clear();
+        screen_packed_.shrink_to_fit();
         screen_w_ = {};
     }
     screen_k_ = k;
@@ -156,7 +187,10 @@ void Engine::linear(const float* x, int64_t M, std::initializer_list<Proj> projs
             }
             act = buf.data();
         }
-        prods[n++] = {act, stride, w.data, w.type, p.rows > 0 ? p.rows : w.ne1, w.ne0, p.y, w.ne1};
+        const QDotKernels* kern = qdot_kernels(w.type);
+        const bool packed = w.packed && kern && kern->gemm_packed;  // the ISA may have changed
+        prods[n++] = {act,  stride, packed ? w.packed : w.data, w.type, p.rows > 0 ? p.rows : w.ne1,
+                      w.ne0, p.y,    w.ne1,                     packed};
     }
     qmatmul_preq_many(prods, n, M, threads_);
     int j = 0;
