@@ -296,6 +296,13 @@ struct ActCopy {
 // broadcast load) and, for Q4_1/Q5_1, one FMA for the m_w s_x terms.
 // P: rows in the packed layout (qdot.h): no convert pass (the scales are read where they are
 // used, 16 per load) and no permute per unit (one load; a last partial unit: one expanding load).
+// Prefetch distances of a unit loop, in bytes (0: none): far = kPfChunks chunks ahead (the
+// steady state), near = a few KiB ahead while the rows within `far` of the item's start stream
+// in (nothing prefetched them: an item's first rows used to wait on DRAM, and with small decode
+// items that was most of an item).
+struct Pf {
+    int64_t far = 0, near = 0;
+};
 template <class T, bool P = false>
 struct LegacyRows {
     static constexpr int U = T::kUnit, kAU = ActCopy<T>::kUnitBytes;
@@ -388,8 +395,16 @@ struct LegacyRows {
             // The rows two chunks ahead are prefetched into L2 while this chunk computes
             // (kPfChunks): bytes from a row here to the same row there, 0 past the end of W.
             const int64_t pf_rows = kPfChunks * rows;
-            auto pf_for = [&](int64_t i, int64_t n) -> int64_t {  // rows i .. i+n of the chunk
-                return flat && n0 + i + n + pf_rows <= N ? pf_rows * ws : 0;
+            // near: >= 3 KiB and whole 4-row passes ahead (SmolLM2 Q4_1 draft step, 2 threads,
+            // A/B in one process: 0.94 of the time).
+            const int64_t near_rows = flat ? (3072 / ws / 4 + 1) * 4 : 0;
+            auto pf_for = [&](int64_t i, int64_t n) -> Pf {  // rows i .. i+n of the chunk
+                Pf p;
+                if (!flat) return p;
+                const int64_t row = n0 + i;
+                if (row + n + pf_rows <= N) p.far = pf_rows * ws;
+                if (row < pf_rows && row + n + near_rows <= N) p.near = near_rows * ws;
+                return p;
             };
             auto scales = [&](int64_t i) -> Scales {  // row i of the chunk
                 const uint8_t* wr = w + (n0 + i) * ws;
@@ -454,7 +469,7 @@ struct LegacyRows {
     static inline void rows4(const uint8_t* wr, int64_t ws, int64_t nb, const Scales& ss,
                              __m512i idx, const float* const* ad,
                              const float* const* as, const uint8_t* const* acp, float* y,
-                             int64_t ldy, int64_t pf) {
+                             int64_t ldy, Pf pf) {
         constexpr int R = 4;
         __m512 acc0[R][C], acc1[R][C], accs[R][C];
         for (int r = 0; r < R; ++r)
@@ -520,7 +535,7 @@ struct LegacyRows {
     template <int R, int C>
     static inline __attribute__((always_inline)) void unit_rows(
         const uint8_t* wb, int64_t ws, int k, int nv, __m512i idx, const uint8_t* const* ab,
-        const float (*sc)[C][16], __m512 (*acc)[C], int64_t pf) {
+        const float (*sc)[C][16], __m512 (*acc)[C], Pf pf) {
         __m512i a0[C], a1[C], p0[C];
         auto load = [&](int c) PYLM_INLINE {
             const uint8_t* a = ab[c] + k * kAU;
@@ -532,7 +547,8 @@ struct LegacyRows {
             for (int c = 0; c < C; ++c) load(c);
         for (int r = 0; r < R; ++r) {
             const uint8_t* q = wb + r * ws + k * U * kStep;
-            if (pf) prefetch_unit(q + pf, nv);
+            if (pf.far) prefetch_unit(q + pf.far, nv);
+            if (pf.near) prefetch_unit(q + pf.near, nv);
             __m512i w0, w1 = _mm512_setzero_si512();
             if constexpr (P)
                 packed_unit_weights<T>(q, nv, &w0, &w1);
@@ -560,7 +576,7 @@ struct LegacyRows {
     static inline __attribute__((always_inline)) void segment(
         const uint8_t* wr, int64_t s0, int64_t sn, const Scales& ss, __m512i idx,
         const float* const* ad, const float* const* as, const uint8_t* const* acp,
-        __m512 (*acc0)[C], __m512 (*acc1)[C], __m512* accs, int64_t pf) {
+        __m512 (*acc0)[C], __m512 (*acc1)[C], __m512* accs, Pf pf) {
         alignas(64) float sc[1][C][16];  // unit_rows' layout, one weight row
         for (int64_t g = 0; g < sn; g += 16) {
             const int64_t b0 = s0 + g;
