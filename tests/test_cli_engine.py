@@ -29,3 +29,12 @@ def test_bench_json(smollm2_path, capsys):
 def test_generate_missing_model_is_clear_error(tmp_path, capsys):
     assert main(["generate", "-m", str(tmp_path / "missing.gguf"), "-p", "x"]) == 2
     assert "missing.gguf" in capsys.readouterr().err
+
+
+def test_generate_no_repack_same_text(smollm2_path, capsys):
+    """--no-repack keeps the mapped GGUF rows; greedy text is the same (the bits are)."""
+    args = ["generate", "-m", str(smollm2_path), "-p", "The capital of France is", "-n", "8", "-t", "2"]
+    assert main(args) == 0
+    packed = capsys.readouterr().out
+    assert main(args + ["--no-repack"]) == 0
+    assert capsys.readouterr().out == packed and packed.startswith(" Paris")

@@ -100,7 +100,8 @@ def run(args) -> int:
 
     n_ctx = max(args.p + args.n + 16, 512)
     m = pylm.load(args.model, threads=args.threads, n_ctx=n_ctx, device=args.device,
-                  kv_cache_tokens=max(2 * n_ctx, args.batch * (args.n + 16) + n_ctx))
+                  kv_cache_tokens=max(2 * n_ctx, args.batch * (args.n + 16) + n_ctx),
+                  repack=not args.no_repack)
     res = bench_model(m, args.p, args.n, args.reps, batch=args.batch)
     if m.device != "cpu":
         import pylm.cuda
@@ -134,5 +135,7 @@ def register(sub) -> None:
     p.add_argument("-b", "--batch", type=int, default=1, help="also decode B sequences at once")
     p.add_argument("-r", "--reps", type=int, default=5)
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    p.add_argument("--no-repack", action="store_true",
+                   help="CPU: no packed weight copies (llama-bench's -nr)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)

@@ -12,7 +12,8 @@ import sys
 def _load(args):
     import pylm
 
-    return pylm.load(args.model, threads=args.threads, n_ctx=args.ctx, device=args.device)
+    return pylm.load(args.model, threads=args.threads, n_ctx=args.ctx, device=args.device,
+                     repack=not args.no_repack)
 
 
 def _common(p):
@@ -20,6 +21,8 @@ def _common(p):
     p.add_argument("-t", "--threads", type=int, default=None)
     p.add_argument("-c", "--ctx", type=int, default=None, help="context length (default min(train, 4096))")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    p.add_argument("--no-repack", action="store_true",
+                   help="CPU: keep Q4_0/Q4_1/Q8_0 weights as mapped (no packed copy; slower decode)")
     g = p.add_argument_group("sampling (llama.cpp order: penalties, top-k, typical, top-p, min-p, temp)")
     g.add_argument("--temp", type=float, default=0.0, help="temperature (0 = greedy, the default)")
     g.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens (0 = off)")
@@ -51,8 +54,9 @@ def run_generate(args) -> int:
     if args.draft:
         import pylm
 
-        draft = "ngram" if args.draft == "ngram" else pylm.load(args.draft, threads=args.threads,
-                                                                n_ctx=m.n_ctx, device=args.device)
+        draft = "ngram" if args.draft == "ngram" else pylm.load(
+            args.draft, threads=args.threads, n_ctx=m.n_ctx, device=args.device,
+            repack=not args.no_repack)
         if args.draft_head_rows is not None:
             draft.head_rows = args.draft_head_rows
         if args.draft_head_screen is not None:
