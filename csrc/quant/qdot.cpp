@@ -109,10 +109,10 @@ void qdot_pack_rows(QType t, const uint8_t* src, int64_t N, int64_t K, uint8_t* 
                 for (int b = 0; b < 4; ++b) *o++ = q8 ? (uint8_t)(q[b] ^ 0x80) : q[b];
             }
         }
-        uint16_t* d = reinterpret_cast<uint16_t*>(out + nb * Q);
+        uint8_t* d = out + nb * Q;  // fp16 d[nb], then m[nb]
         for (int64_t b = 0; b < nb; ++b) {
-            std::memcpy(d + b, row + b * bs, 2);
-            if (min) std::memcpy(d + nb + b, row + b * bs + 2, 2);
+            std::memcpy(d + 2 * b, row + b * bs, 2);
+            if (min) std::memcpy(d + 2 * (nb + b), row + b * bs + 2, 2);
         }
     }
 }

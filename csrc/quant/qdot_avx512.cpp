@@ -289,13 +289,6 @@ struct ActCopy {
     }
 };
 
-// y[c * ldy + n] = dot(W row n, act row c) for c < C (C <= 8), n < N, in the canonical order.
-// The fp16 scales of many rows are converted first, 16 blocks at a time across row boundaries
-// (the rows of a chunk are contiguous), into dbuf / mbuf. Blocks then go in groups of 16: one
-// multiply by the activation scales per row (kept in sc[][], re-read by the unit step with a
-// broadcast load) and, for Q4_1/Q5_1, one FMA for the m_w s_x terms.
-// P: rows in the packed layout (qdot.h): no convert pass (the scales are read where they are
-// used, 16 per load) and no permute per unit (one load; a last partial unit: one expanding load).
 // Prefetch distances of a unit loop, in bytes (0: none): far = kPfChunks chunks ahead (the
 // steady state), near = a few KiB ahead while the rows within `far` of the item's start stream
 // in (nothing prefetched them: an item's first rows used to wait on DRAM, and with small decode
@@ -303,6 +296,14 @@ struct ActCopy {
 struct Pf {
     int64_t far = 0, near = 0;
 };
+
+// y[c * ldy + n] = dot(W row n, act row c) for c < C (C <= 8), n < N, in the canonical order.
+// The fp16 scales of many rows are converted first, 16 blocks at a time across row boundaries
+// (the rows of a chunk are contiguous), into dbuf / mbuf. Blocks then go in groups of 16: one
+// multiply by the activation scales per row (kept in sc[][], re-read by the unit step with a
+// broadcast load) and, for Q4_1/Q5_1, one FMA for the m_w s_x terms.
+// P: rows in the packed layout (qdot.h): no convert pass (the scales are read where they are
+// used, 16 per load) and no permute per unit (one load; a last partial unit: one expanding load).
 template <class T, bool P = false>
 struct LegacyRows {
     static constexpr int U = T::kUnit, kAU = ActCopy<T>::kUnitBytes;
@@ -571,7 +572,7 @@ struct LegacyRows {
         }
     }
 
-    // Blocks s0 .. s0+sn (s0 % 16 == 0) of row wr, whose weight scales are dw[0..sn), mw[0..sn).
+    // Blocks s0 .. s0+sn (s0 % 16 == 0) of row wr, whose weight scales ss holds from block s0 on.
     template <int C>
     static inline __attribute__((always_inline)) void segment(
         const uint8_t* wr, int64_t s0, int64_t sn, const Scales& ss, __m512i idx,

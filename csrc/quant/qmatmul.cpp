@@ -68,7 +68,9 @@ Split split_product(const QProduct& p, int64_t wrow, int64_t M, int nthreads) {
     // >= 4 items per thread for balance (>= 4 rows); decode: >= 1 item per thread. A decode
     // step's products are small (SmolLM2: 0.1-1.1 MB per region) and stream from DRAM, and an
     // item pays a ramp before its prefetches run ahead, so a thread's share is one item.
-    // SmolLM2 step, 2 threads, A/B in one process: Q4_1 0.89-0.94 of the time, F16 0.96-0.98.
+    // SmolLM2 step, 2 threads, A/B in one process: Q4_1 0.89-0.94 of the time and F16 0.96-0.98
+    // (a draft and its target taking turns, from DRAM); Q4_1 alone 0.92-0.95 (1 and 2 items per
+    // thread, and 4 with the threads' shares contiguous and stealing, measured in between).
     const int64_t chunk = M <= kOnePass ? kDecodeChunk : kWeightChunk;
     int64_t nc = chunk / (s.wrow > 0 ? s.wrow : 1);
     const int per_thread = M <= kOnePass ? 1 : 4;
@@ -86,9 +88,9 @@ Split split_product(const QProduct& p, int64_t wrow, int64_t M, int nthreads) {
 void run_item(const QProduct& p, const Split& s, int64_t M, int64_t i) {
     const int64_t m0 = (i / s.n_chunks) * s.mc, n0 = (i % s.n_chunks) * s.nc;
     const int64_t mn = M - m0 < s.mc ? M - m0 : s.mc, nn = p.N - n0 < s.nc ? p.N - n0 : s.nc;
-    (p.packed ? s.kern->gemm_packed : s.kern->gemm)(
-                 p.K, static_cast<const uint8_t*>(p.w) + n0 * s.wrow, s.wrow, nn,
-                 p.act + m0 * p.act_stride, p.act_stride, mn, p.y + m0 * p.ldy + n0, p.ldy);
+    const GemmFn gemm = p.packed ? s.kern->gemm_packed : s.kern->gemm;
+    gemm(p.K, static_cast<const uint8_t*>(p.w) + n0 * s.wrow, s.wrow, nn, p.act + m0 * p.act_stride,
+         p.act_stride, mn, p.y + m0 * p.ldy + n0, p.ldy);
 }
 
 }  // namespace
