@@ -79,6 +79,8 @@ def main(argv=None) -> int:
     ap.add_argument("-r", "--reps", type=int, default=5)
     ap.add_argument("--json", default=None, help="write results to this file")
     ap.add_argument("--device", default="cpu", help="cpu (vs llama.cpp) or cuda (vs transformers)")
+    ap.add_argument("--no-repack", action="store_true",
+                    help="CPU: pylm keeps the mapped GGUF rows (no packed copies; llama-bench -nr)")
     ap.add_argument("-b", "--batch", type=int, default=16, help="CUDA: batched decode size")
     ap.add_argument("--quick", action="store_true", help="CUDA: 2 repetitions")
     ap.add_argument("--synthetic", action="store_true",
@@ -92,7 +94,8 @@ def main(argv=None) -> int:
     results = []
     for name in models:
         path = hub.resolve(name)
-        m = pylm.load(path, threads=args.threads, n_ctx=max(args.p + args.n + 16, 512))
+        m = pylm.load(path, threads=args.threads, n_ctx=max(args.p + args.n + 16, 512),
+                      repack=not args.no_repack)
         ours = bench_model(m, args.p, args.n, args.reps)
         del m
         ref = bench_llama_cpp(path, args.threads, args.p, args.n, args.reps)
