@@ -288,7 +288,7 @@ def load(path: str | os.PathLike, threads: int | None = None, n_ctx: int | None 
 
     device: "cpu" (default), "cuda" or "cuda:N" (RuntimeError when CUDA is not usable).
     CUDA-only options: kv_dtype ("float16" default, or "float32") and cuda_graphs (True).
-    CPU-only option: repack (True): on AVX-512 CPUs the Q4_0/Q4_1/Q8_0 matrices get a packed
+    CPU-only option: repack (True): on AVX2 / AVX-512 CPUs the Q4_0/Q4_1/Q8_0 matrices get a packed
     copy for faster decode (same results, extra memory of their size; llama.cpp's --no-repack
     is repack=False).
     """

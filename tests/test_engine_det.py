@@ -56,13 +56,14 @@ def test_logits_bit_identical_across_isas(model):
         np.testing.assert_array_equal(lg, got["scalar"], err_msg=f"{isa} vs scalar")
 
 
-@pytest.mark.skipif("avx512" not in pylm.available_isas(), reason="repacking serves AVX-512")
-def test_repacked_weights_give_the_same_logits(model):
-    """The engine's packed copies (Q4_0/Q4_1/Q8_0 matrices, AVX-512 gemm_packed) change no bit:
-    the same prefill and decode logits as the GGUF rows (repack=False), the screened head too."""
+@pytest.mark.parametrize("packed_isa", [i for i in ("avx2", "avx512") if i in pylm.available_isas()])
+def test_repacked_weights_give_the_same_logits(model, packed_isa):
+    """The engine's packed copies (Q4_0/Q4_1/Q8_0 matrices, the ISA's gemm_packed) change no
+    bit: the same prefill and decode logits as the GGUF rows (repack=False), the screened head
+    too."""
     plain = pylm.load(model.path, threads=2, n_ctx=256, repack=False)
     assert plain._engine.repacked_bytes == 0
-    with pylm.use_isa("avx512"):
+    with pylm.use_isa(packed_isa):
         packed = pylm.load(model.path, threads=2, n_ctx=256)
         # SmolLM2: Q4_1 layers and a Q8_0 head (all but the norms); Gemma 3: its Q8_0 head
         assert packed._engine.repacked_bytes > (0.9 if model.architecture == "llama" else 0.6) * (

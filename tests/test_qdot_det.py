@@ -117,13 +117,13 @@ def test_threads_and_chunks_bit_identical():
 PACKED = ["Q4_0", "Q4_1", "Q8_0"]
 
 
-@pytest.mark.skipif("avx512" not in pylm.available_isas(), reason="packed kernels are AVX-512's")
+@pytest.mark.parametrize("packed_isa", [i for i in ("avx2", "avx512") if i in pylm.available_isas()])
 @pytest.mark.parametrize("name", PACKED)
-def test_packed_rows_bit_identical_to_scalar(name):
-    """The engine's packed copy of a legacy weight (qdot.h) through the AVX-512 gemm_packed:
-    the scalar kernel's bits on the GGUF bytes, for every C = 1..11 and threads 1, 3, on K with
-    partial units and groups (block counts 1, 2, 3, 17, 18, 35, 600) and row counts around the
-    4-row pass."""
+def test_packed_rows_bit_identical_to_scalar(packed_isa, name):
+    """The engine's packed copy of a legacy weight (qdot.h) through the AVX2 / AVX-512
+    gemm_packed: the scalar kernel's bits on the GGUF bytes, for every C = 1..11 and threads 1,
+    3, on K with partial units and groups (block counts 1, 2, 3, 17, 18, 35, 600) and row counts
+    around the 4-row pass."""
     for k in [32, 64, 96, 32 * 17, 32 * 18, 32 * 35, 32 * 600]:
         rng = np.random.default_rng(zlib.crc32(f"packed-{name}-{k}".encode()))
         for n in (1, 5, 37):
@@ -131,7 +131,7 @@ def test_packed_rows_bit_identical_to_scalar(name):
             x = activations(11, k, rng)
             with pylm.use_isa("scalar"):
                 ref = pylm.ops.qmatmul(x, raw, name, (n, k), threads=1)
-            with pylm.use_isa("avx512"):
+            with pylm.use_isa(packed_isa):
                 for c in range(1, 12):
                     for threads in (1, 3):
                         y = _core._qmatmul_packed(x[:c], raw, name, n, k, threads)

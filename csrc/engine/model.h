@@ -62,7 +62,7 @@ struct ModelConfig {
 class Engine {
 public:
     // repack: give the matmul weights of a packable type (Q4_0, Q4_1, Q8_0) a packed copy
-    // (qdot.h) when the active ISA has packed kernels (AVX-512): their decode matvecs take
+    // (qdot.h) when the active ISA has packed kernels (AVX2, AVX-512): AVX-512 decode matvecs take
     // 0.6-0.85 of the time, for extra memory of their size (llama.cpp's CPU repack, likewise).
     Engine(const ModelConfig& cfg, ModelWeights weights, int64_t kv_blocks, int block_size, int threads,
            bool repack = true);
