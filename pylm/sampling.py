@@ -356,13 +356,25 @@ class Sampler:
         self._bias_ids = np.fromiter(bias.keys(), dtype=np.int64, count=len(bias))
         self._bias_vals = np.fromiter(bias.values(), dtype=np.float64, count=len(bias))
 
-    def adjust(self, logits: np.ndarray, history: Seq[int] = ()) -> np.ndarray:
-        """Penalties over history's last penalty_last_n tokens, then logit bias:
-        logits (V,) -> a new (V,) float64 array."""
+    def _row(self, logits: np.ndarray) -> np.ndarray:
         x = np.asarray(logits)
         if x.shape != (self.n_vocab,):
             raise ValueError(f"logits shape {x.shape} but n_vocab={self.n_vocab}")
-        z = x.astype(np.float64)
+        return x
+
+    def _argmax_one_hot(self, z: np.ndarray) -> Dist:
+        """Greedy: the first largest of z (NaN if present is the argmax: an error)."""
+        tok = int(np.argmax(z))
+        if np.isnan(z[tok]):
+            raise ValueError("logits contain NaN")
+        if z[tok] == -math.inf:
+            raise ValueError("every token has logit -inf (all banned by logit_bias?)")
+        return Dist.one_hot(tok, self.n_vocab)
+
+    def adjust(self, logits: np.ndarray, history: Seq[int] = ()) -> np.ndarray:
+        """Penalties over history's last penalty_last_n tokens, then logit bias:
+        logits (V,) -> a new (V,) float64 array."""
+        z = self._row(logits).astype(np.float64)
         if np.isnan(z.max()):
             raise ValueError("logits contain NaN")
         pr = self.params
@@ -386,10 +398,7 @@ class Sampler:
         """The rest of the chain: adjusted z (V,) float64 -> the distribution the draw uses."""
         pr = self.params
         if pr.greedy:
-            tok = int(np.argmax(z))
-            if z[tok] == -math.inf:
-                raise ValueError("every token has logit -inf (all banned by logit_bias?)")
-            return Dist.one_hot(tok, self.n_vocab)
+            return self._argmax_one_hot(z)
         ids, c = None, z
         if c.max() == -math.inf:
             raise ValueError("every token has logit -inf (all banned by logit_bias?)")
@@ -416,15 +425,7 @@ class Sampler:
         """What dist_adjusted(adjust(logits)) gives when raw_greedy, without the float64 copy
         (75 us of a 4 ms draft step at V = 49152): the conversion is exact and monotone, so the
         argmax (first of ties) is the same; NaN is the argmax if present; same errors."""
-        x = np.asarray(logits)
-        if x.shape != (self.n_vocab,):
-            raise ValueError(f"logits shape {x.shape} but n_vocab={self.n_vocab}")
-        tok = int(np.argmax(x))
-        if np.isnan(x[tok]):
-            raise ValueError("logits contain NaN")
-        if x[tok] == -math.inf:
-            raise ValueError("every token has logit -inf (all banned by logit_bias?)")
-        return Dist.one_hot(tok, self.n_vocab)
+        return self._argmax_one_hot(self._row(logits))
 
     def sample(self, logits: np.ndarray, history: Seq[int] = ()) -> int:
         """One token id from logits (V,) given the context so far (prompt + generated)."""

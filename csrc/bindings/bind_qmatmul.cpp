@@ -43,7 +43,7 @@ py::array_t<float> qmatmul_py(const py::handle& x_obj, const py::handle& w_obj,
                               const py::handle& qtype, int64_t N, int64_t K, int threads,
                               bool packed = false) {
     const QTypeInfo* info = resolve_qtype(qtype);
-    if (packed && !(qdot_packable(info->type) && qdot_kernels(info->type)->gemm_packed))
+    if (packed && !qdot_kernels(info->type)->gemm_packed)
         throw std::invalid_argument(std::string("qmatmul: no packed kernel for ") + info->name +
                                     " on this ISA");
     auto x = as_f32(x_obj, "qmatmul: x");
@@ -78,18 +78,13 @@ py::array_t<float> qmatmul_py(const py::handle& x_obj, const py::handle& w_obj,
     float* yp = y.mutable_data();
     {
         py::gil_scoped_release release;
+        std::vector<uint8_t> wq;
         if (packed) {
-            std::vector<uint8_t> wq((size_t)need);
+            wq.resize((size_t)need);
             qdot_pack_rows(info->type, wp, N, K, wq.data());
-            const int64_t stride = act_row_bytes(act_format(info->type), K);
-            std::vector<uint8_t> act((size_t)(M * stride) + 64);
-            uint8_t* a = act.data() + (64 - reinterpret_cast<uintptr_t>(act.data()) % 64) % 64;
-            qmatmul_quantize(xp, M, K, info->type, a, nt);
-            QProduct p{a, stride, wq.data(), info->type, N, K, yp, N, true};
-            qmatmul_preq_many(&p, 1, M, nt);
-        } else {
-            qmatmul(xp, M, wp, info->type, N, K, yp, N, nt);
+            wp = wq.data();
         }
+        qmatmul(xp, M, wp, info->type, N, K, yp, N, nt, packed);
     }
     return y;
 }

@@ -68,7 +68,7 @@ int64_t Engine::repacked_bytes() const {
 
 void Engine::pack(WeightRef& w, std::vector<uint8_t>& store) {
     w.packed = nullptr;
-    if (!repack_ || !w || !qdot_packable(w.type) || w.ne0 % 32 != 0) return;
+    if (!repack_ || !w) return;
     const QDotKernels* kern = qdot_kernels(w.type);
     if (!kern || !kern->gemm_packed) return;
     const int64_t rb = row_bytes(w);

@@ -85,9 +85,10 @@ public:
     // 0.53 of its bytes. k = 0: off. 0 <= k <= n_vocab, K % 32 == 0 and a head type with a
     // dequantizer (std::invalid_argument).
     int head_screen() const { return screen_k_; }
+    void set_head_screen(int k);
+
     // Bytes of the packed weight copies (repack; the screened head's copy included).
     int64_t repacked_bytes() const;
-    void set_head_screen(int k);
 
     // Runs tokens[i] (appended at the current end of sequence seq_ids[i]) through the model.
     // Writes logits into `logits`: for every token when all_logits, else for the last token of

@@ -87,10 +87,6 @@ void quantize_act(ActFormat f, const float* x, int64_t K, void* row) {
     }
 }
 
-bool qdot_packable(QType t) {
-    return t == QType::Q4_0 || t == QType::Q4_1 || t == QType::Q8_0;
-}
-
 void qdot_pack_rows(QType t, const uint8_t* src, int64_t N, int64_t K, uint8_t* dst) {
     const int64_t nb = K / 32;
     const bool q8 = t == QType::Q8_0, min = t == QType::Q4_1;

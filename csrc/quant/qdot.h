@@ -59,8 +59,8 @@ struct QDotKernels {
 //       q + 128 (the unsigned form the kernels feed to vpdpbusd).
 //   d:  nb fp16 block scales, then (Q4_1) m: nb fp16 block mins.
 // So a unit is one load with no permute, and 16 scales one load and one conversion.
-bool qdot_packable(QType t);
-// Rows [0, N) of W (GGUF layout, K % 32 == 0) into dst (N * qrow_bytes(t, K) bytes).
+// Rows [0, N) of W (GGUF layout, K % 32 == 0) into dst (N * qrow_bytes(t, K) bytes); t is a
+// type whose kernels have gemm_packed (Q4_0, Q4_1, Q8_0).
 void qdot_pack_rows(QType t, const uint8_t* src, int64_t N, int64_t K, uint8_t* dst);
 
 // True when qmatmul has kernels for weight type `t` (F32, F16, BF16, Q4_0 .. Q6_K; not Q8_1/Q8_K).

@@ -104,8 +104,6 @@ void qmatmul_preq_many(const QProduct* products, int count, int64_t M, int nthre
     // Small products (decode of narrow matrices) finish before a worker would wake up.
     int64_t wrow[kMaxProducts], work = 0;
     for (int j = 0; j < count; ++j) {
-        if (products[j].packed && !qdot_kernels(products[j].wt)->gemm_packed)
-            throw std::invalid_argument("qmatmul_preq_many: packed weights but no packed kernel");
         wrow[j] = qrow_bytes(products[j].wt, products[j].K);
         work += products[j].N * wrow[j] * ((M + kGroup - 1) / kGroup);
     }
@@ -128,14 +126,14 @@ void qmatmul_preq_many(const QProduct* products, int count, int64_t M, int nthre
 }
 
 void qmatmul_preq(const uint8_t* act, int64_t act_stride, int64_t M, const void* w, QType wt,
-                  int64_t N, int64_t K, float* y, int64_t ldy, int nthreads) {
+                  int64_t N, int64_t K, float* y, int64_t ldy, int nthreads, bool packed) {
     if (N <= 0) return;
-    const QProduct p{act, act_stride, w, wt, N, K, y, ldy};
+    const QProduct p{act, act_stride, w, wt, N, K, y, ldy, packed};
     qmatmul_preq_many(&p, 1, M, nthreads);
 }
 
 void qmatmul(const float* x, int64_t M, const void* w, QType wt, int64_t N, int64_t K, float* y,
-             int64_t ldy, int nthreads) {
+             int64_t ldy, int nthreads, bool packed) {
     if (M <= 0 || N <= 0) return;
     const ActFormat f = act_format(wt);
     if (f == ActFormat::F32) {  // float weights: the kernels read x directly
@@ -145,7 +143,7 @@ void qmatmul(const float* x, int64_t M, const void* w, QType wt, int64_t N, int6
     const int64_t stride = act_row_bytes(f, K);
     uint8_t* act = t_scratch.get<uint8_t>((size_t)(M * stride));
     qmatmul_quantize(x, M, K, wt, act, nthreads);
-    qmatmul_preq(act, stride, M, w, wt, N, K, y, ldy, nthreads);
+    qmatmul_preq(act, stride, M, w, wt, N, K, y, ldy, nthreads, packed);
 }
 
 }  // namespace pylm
