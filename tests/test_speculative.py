@@ -383,3 +383,28 @@ def test_gamma_controller_keeps_gamma_after_a_fully_accepted_start():
         ctl.update(g, g, 0.37 * t * g, g, t * (1 + 0.065 * g))
         seen.append(ctl.gamma)
     assert min(seen) >= 4, seen
+
+
+def test_gamma_controller_survives_a_rejection_after_wide_verifications():
+    # Verification cost as measured for the bench pair (SmolLM2 F16, 2 threads): flat up to
+    # 4 tokens, then +10-15 % per token; draft 0.4x a step; one rejection in ~30 proposals.
+    # Widths narrower than any verified so far must not be priced on the steep line through
+    # the widest two (that put a 2-token verification below a single step's cost and sent
+    # gamma from 7 to 1 after the first rejection).
+    from pylm.speculative import GammaController
+
+    v = {1: 1.0, 2: 1.07, 3: 1.10, 4: 1.20, 5: 1.30, 6: 1.44, 7: 1.60, 8: 1.90, 9: 2.2, 10: 2.5,
+         11: 2.8}
+    t = 0.011
+    ctl = GammaController(5, 10, True)
+    seen, proposals = [], 0
+    for _ in range(40):
+        g = ctl.gamma
+        n_acc = g
+        if proposals // 30 != (proposals + g) // 30:  # a rejection every ~30 proposals
+            n_acc = min(g - 1, (30 - proposals % 30) - 1)
+        proposals += g
+        ctl.update(n_acc, g, 0.4 * t * g, g, t * v[g + 1])
+        seen.append(ctl.gamma)
+    assert min(seen) >= 3, seen
+    assert sum(seen[-20:]) / 20 >= 4, seen
