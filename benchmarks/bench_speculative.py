@@ -9,9 +9,13 @@ Method (greedy, fixed γ, end-of-generation ignored so every run makes n tokens)
 - baseline: target alone, decode tokens/s (the prefill excluded), same prompts; each row's
   speedup pairs every speculative generation with a plain one right before it (same minutes);
 - c: draft / target time of one single-token decode step (median over steps on a fresh
-  sequence; draft and target timed in alternation, median of the five ratios);
-- v: target time of one (γ+1)-token verification forward / one single-token step: the formula
-  assumes v = 1; a refined prediction divides by (γc + v) instead of (γc + 1);
+  sequence; draft and target timed in alternation, median of the per-round ratios), measured
+  right before each row, so that the row's prediction and its measured speedup come from the
+  same minutes (the machine's speed drifts: c measured once at the start of a run was
+  0.35-0.48 from run to run); the start's values are kept too ("c" in the JSON);
+- v: target time of one (γ+1)-token verification forward / one single-token step, in the same
+  alternation: the formula assumes v = 1; a refined prediction divides by (γc + v) instead of
+  (γc + 1);
 - α: accepted / examined proposals (examined: up to and including each round's first rejection);
 - with --draft-head-rows N, the draft pair again with the draft's output head cut to token ids
   < N (FR-Spec: BPE ids follow merge order, i.e. frequency), c measured that way too;
@@ -219,11 +223,22 @@ def bench(args) -> dict:
     out["baseline_repeat_tps"] = rep_tps
     cases += [("ngram", g, "ngram", None, [repeat_prompt], rep_res) for g in args.ngram_gamma]
     cases += [("ngram+adaptive", max(args.ngram_gamma), "ngram", None, [repeat_prompt], rep_res)]
+    def row_costs(d, g: int) -> tuple[float, float]:
+        """c (d a draft model, else 0) and v for γ = g over the next minutes: target step,
+        draft step and (g + 1)-token verification in alternation, medians of per-round ratios."""
+        cs, vs = [], []
+        for _ in range(5):
+            t = step_time(target, 6)
+            if not isinstance(d, str):
+                cs.append(step_time(d, 6) / t)
+            vs.append(step_time(target, 6, g + 1) / t)
+        return (statistics.median(cs) if cs else 0.0), statistics.median(vs)
+
     for kind, g, d, rows, prompts_, ref_res in cases:
-        v = step_time(target, 8, g + 1) / t_tgt
         adaptive = kind.endswith("+adaptive")  # γ varies: the formula's rows use the start γ
         if rows is not None:  # the draft's head (FR-Spec rows: a vocabulary prefix)
             d.head_rows = rows
+        c, v = row_costs(d, g)
         tps, res, speedup, step0 = paired(prompts_, draft=d, n_draft=g, adaptive_draft=adaptive)
         same = all(a.token_ids == b.token_ids for a, b in zip(res, ref_res))
         acc = sum(r.stats.accepted for r in res)
@@ -231,7 +246,6 @@ def bench(args) -> dict:
         alpha = acc / (acc + rej) if acc + rej else float("nan")
         calls = sum(r.stats.target_calls for r in res)
         tpc = sum(r.stats.generated_tokens - 1 for r in res) / calls
-        c = costs.get(kind.removesuffix("+adaptive"), 0.0)
         # The same costs as they were inside the speculative runs: a draft step's mean time
         # (catch-up calls, its sampler, and the target's weights having evicted the draft's from
         # the cache included) and a verification's, over a plain decode step of the same
@@ -242,7 +256,7 @@ def bench(args) -> dict:
         v_run = sum(r.stats.target_s for r in res) / calls / step0
         fwd_s = sum(r.stats.draft_s + r.stats.target_s for r in res)
         other = 1.0 - fwd_s / sum(r.stats.decode_s for r in res)
-        row = {"kind": kind, "gamma": g, "alpha": alpha, "tokens_per_target_call": tpc,
+        row = {"kind": kind, "gamma": g, "c": c, "alpha": alpha, "tokens_per_target_call": tpc,
                "tokens_per_call_predicted": predicted(alpha, g, 0.0), "v": v, "tps": tps,
                "speedup": speedup, "predicted": predicted(alpha, g, c),
                "predicted_refined": predicted(alpha, g, c, v), "identical_to_greedy": same,
@@ -251,7 +265,7 @@ def bench(args) -> dict:
         row["measured_over_predicted"] = row["speedup"] / row["predicted"]
         out["rows"].append(row)
         print(f"{kind:19s} γ={g}: α={alpha:.3f} tok/call={tpc:.2f} (pred {row['tokens_per_call_predicted']:.2f}) "
-              f"v={v:.2f} {tps:.1f} tok/s speedup {row['speedup']:.2f}x, predicted {row['predicted']:.2f}x "
+              f"c={c:.3f} v={v:.2f} {tps:.1f} tok/s speedup {row['speedup']:.2f}x, predicted {row['predicted']:.2f}x "
               f"(refined {row['predicted_refined']:.2f}x), identical={same}\n"
               f"{'':19s}   in the run: c={c_run:.3f} v={v_run:.2f} outside forwards "
               f"{100 * other:.1f}%, formula with c_run {row['predicted_in_run']:.2f}x",
