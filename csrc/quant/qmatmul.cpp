@@ -17,13 +17,13 @@ thread_local ScratchBuffer t_scratch;
 
 constexpr int kGroup = 8;                   // activation rows per pass over a weight row (max)
 constexpr int64_t kWeightChunk = 96 << 10;  // bytes of W per work item (stays in L2)
-// M <= one_pass() (decode, drafts, verifications of up to 7 drafted tokens) reads each weight
-// from DRAM once: the kernels pass up to 8 activation rows over a weight row on AVX-512 (4 then
-// the rest for K-quants, the second pass from L2, >= 1 MB on AVX-512 parts) and 4 on AVX2, so L2
-// reuse does not bound the item: larger items mean fewer restarts of the kernels' prefetch
-// stream and fewer claims. AVX-512 at 8 rather than 4, 2 threads, A/B in one process, time for
-// M = 5 / 6 / 8: SmolLM2 F16 0.89 / 0.92 / 0.90, Q4_1 0.96 / 0.96 / 0.95, Gemma-3 Q4_K_M
-// 0.97 / 0.94 / 0.96 (M <= 4 unchanged).
+// One pass (M <= 8 on AVX-512, 4 elsewhere: decode, drafts, verifications of up to 7 drafted
+// tokens) reads each weight from DRAM once: the kernels pass up to 8 activation rows over a
+// weight row on AVX-512 (K-quants 4 then the rest, the second pass from L2, >= 1 MB on AVX-512
+// parts) and 4 on AVX2, so L2 reuse does not bound the item: larger items mean fewer restarts of
+// the kernels' prefetch stream and fewer claims. AVX-512 at 8 rather than 4, 2 threads, A/B in
+// one process, time for M = 5 / 6 / 8: SmolLM2 F16 0.89 / 0.92 / 0.90, Q4_1 0.96 / 0.96 /
+// 0.95, Gemma-3 Q4_K_M 0.97 / 0.94 / 0.96 (M <= 4 unchanged).
 // Decode step, 2 threads, A/B in one process (x1 / x2 / x4 / x6 of kWeightChunk): Gemma-3
 // Q4_K_M 13.6 / 12.9 / 12.4 / 12.5 ms (its 170 MB Q8_0 head), SmolLM2 Q4_1 5.0 / 4.6 / 4.5 /
 // 4.4 ms, F16 11.8 / 11.4 / 11.2 / 11.3 ms. Small matrices stay split for balance (below).
