@@ -128,6 +128,27 @@ def test_quantize_synthetic_q4_k(tmp_path):
             assert rel < {GT.Q4_K: 0.10, GT.Q5_0: 0.06}[types[t.name]], (t.name, rel)
 
 
+def test_quantize_synthetic_bf16(tmp_path):
+    # BF16: gguf-py's own rounding (round to nearest even, NaN kept quiet), bit for bit.
+    from gguf.quants import quantize as gguf_quantize
+
+    rng = np.random.default_rng(2)
+    src_path, out = tmp_path / "tiny.gguf", tmp_path / "tiny-bf16.gguf"
+    tensors = _write_synthetic(src_path, rng)
+    assert main(["quantize", str(src_path), str(out), "bf16", "--quiet"]) == 0
+    dst = GGUFReader(out)
+    assert _fields(dst)["general.file_type"] == 32  # MOSTLY_BF16
+    types = {t.name: t.tensor_type for t in dst.tensors}
+    assert types["token_embd.weight"] == GT.BF16 and types["blk.0.ffn_up.weight"] == GT.BF16
+    assert types["blk.0.odd.weight"] == GT.BF16  # 1-element blocks: any row length
+    for t in dst.tensors:
+        if t.tensor_type != GT.BF16:
+            continue
+        want = gguf_quantize(tensors[t.name].astype(np.float32), GT.BF16)
+        assert np.array_equal(np.asarray(t.data).view(np.uint8).reshape(-1),
+                              np.asarray(want).view(np.uint8).reshape(-1)), t.name
+
+
 def test_quantize_cli_errors(tmp_path, capsys):
     rng = np.random.default_rng(1)
     src_path = tmp_path / "tiny.gguf"

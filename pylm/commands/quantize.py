@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-ALLOWED_TYPES = ["F32", "F16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q6_K"]
+ALLOWED_TYPES = ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q6_K"]
 _K_FALLBACK = {"Q4_K": "Q5_0", "Q6_K": "Q8_0"}
 _FILE_TYPES = {  # gguf.LlamaFileType values
     "F32": 0,
     "F16": 1,
+    "BF16": 32,
     "Q4_0": 2,
     "Q4_1": 3,
     "Q8_0": 7,
