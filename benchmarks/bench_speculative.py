@@ -223,6 +223,7 @@ def bench(args) -> dict:
     out["baseline_repeat_tps"] = rep_tps
     cases += [("ngram", g, "ngram", None, [repeat_prompt], rep_res) for g in args.ngram_gamma]
     cases += [("ngram+adaptive", max(args.ngram_gamma), "ngram", None, [repeat_prompt], rep_res)]
+
     def row_costs(d, g: int) -> tuple[float, float]:
         """c (d a draft model, else 0) and v for γ = g over the next minutes: target step,
         draft step and (g + 1)-token verification in alternation, medians of per-round ratios."""
