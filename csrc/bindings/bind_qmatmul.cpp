@@ -82,9 +82,8 @@ py::array_t<float> qmatmul_py(const py::handle& x_obj, const py::handle& w_obj,
         if (packed) {
             wq.resize((size_t)need);
             qdot_pack_rows(info->type, wp, N, K, wq.data());
-            wp = wq.data();
         }
-        qmatmul(xp, M, wp, info->type, N, K, yp, N, nt, packed);
+        qmatmul(xp, M, wp, info->type, N, K, yp, N, nt, packed ? wq.data() : nullptr);
     }
     return y;
 }

@@ -187,10 +187,9 @@ void Engine::linear(const float* x, int64_t M, std::initializer_list<Proj> projs
             }
             act = buf.data();
         }
-        const QDotKernels* kern = qdot_kernels(w.type);
-        const bool packed = w.packed && kern && kern->gemm_packed;  // the ISA may have changed
-        const int64_t rows = p.rows > 0 ? p.rows : w.ne1;
-        prods[n++] = {act, stride, packed ? w.packed : w.data, w.type, rows, w.ne0, p.y, w.ne1, packed};
+        // w.packed: used only while the active ISA has packed kernels (use_isa may change it)
+        prods[n++] = {act, stride, w.data, w.type, p.rows > 0 ? p.rows : w.ne1, w.ne0, p.y, w.ne1,
+                      w.packed};
     }
     qmatmul_preq_many(prods, n, M, threads_);
     int j = 0;

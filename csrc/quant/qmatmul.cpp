@@ -49,16 +49,21 @@ void qmatmul_quantize(const float* x, int64_t M, int64_t K, QType wt, uint8_t* a
 
 namespace {
 
-// One product's work split: M chunks of mc rows x N chunks of nc rows (items i = m * n_chunks + n).
+// One product's work split: M chunks of mc rows x N chunks of nc rows (items i = m * n_chunks + n),
+// and the rows and kernel it runs on (the packed copy where the active ISA has packed kernels).
 struct Split {
-    const QDotKernels* kern;
+    const uint8_t* w;
+    GemmFn gemm;
     int64_t wrow, mc, nc, m_chunks, n_chunks;
     int64_t items() const { return m_chunks * n_chunks; }
 };
 
 Split split_product(const QProduct& p, int64_t wrow, int64_t M, int nthreads) {
     Split s;
-    s.kern = qdot_kernels(p.wt);
+    const QDotKernels* kern = qdot_kernels(p.wt);
+    const bool packed = p.w_packed && kern->gemm_packed;
+    s.w = static_cast<const uint8_t*>(packed ? p.w_packed : p.w);
+    s.gemm = packed ? kern->gemm_packed : kern->gemm;
     s.wrow = wrow;
     // M chunk: a multiple of the group size whose activations fit kActChunk.
     s.mc = M;
@@ -93,9 +98,8 @@ Split split_product(const QProduct& p, int64_t wrow, int64_t M, int nthreads) {
 void run_item(const QProduct& p, const Split& s, int64_t M, int64_t i) {
     const int64_t m0 = (i / s.n_chunks) * s.mc, n0 = (i % s.n_chunks) * s.nc;
     const int64_t mn = M - m0 < s.mc ? M - m0 : s.mc, nn = p.N - n0 < s.nc ? p.N - n0 : s.nc;
-    const GemmFn gemm = p.packed ? s.kern->gemm_packed : s.kern->gemm;
-    gemm(p.K, static_cast<const uint8_t*>(p.w) + n0 * s.wrow, s.wrow, nn, p.act + m0 * p.act_stride,
-         p.act_stride, mn, p.y + m0 * p.ldy + n0, p.ldy);
+    s.gemm(p.K, s.w + n0 * s.wrow, s.wrow, nn, p.act + m0 * p.act_stride, p.act_stride, mn,
+           p.y + m0 * p.ldy + n0, p.ldy);
 }
 
 }  // namespace
@@ -131,14 +135,15 @@ void qmatmul_preq_many(const QProduct* products, int count, int64_t M, int nthre
 }
 
 void qmatmul_preq(const uint8_t* act, int64_t act_stride, int64_t M, const void* w, QType wt,
-                  int64_t N, int64_t K, float* y, int64_t ldy, int nthreads, bool packed) {
+                  int64_t N, int64_t K, float* y, int64_t ldy, int nthreads,
+                  const void* w_packed) {
     if (N <= 0) return;
-    const QProduct p{act, act_stride, w, wt, N, K, y, ldy, packed};
+    const QProduct p{act, act_stride, w, wt, N, K, y, ldy, w_packed};
     qmatmul_preq_many(&p, 1, M, nthreads);
 }
 
 void qmatmul(const float* x, int64_t M, const void* w, QType wt, int64_t N, int64_t K, float* y,
-             int64_t ldy, int nthreads, bool packed) {
+             int64_t ldy, int nthreads, const void* w_packed) {
     if (M <= 0 || N <= 0) return;
     const ActFormat f = act_format(wt);
     if (f == ActFormat::F32) {  // float weights: the kernels read x directly
@@ -148,7 +153,7 @@ void qmatmul(const float* x, int64_t M, const void* w, QType wt, int64_t N, int6
     const int64_t stride = act_row_bytes(f, K);
     uint8_t* act = t_scratch.get<uint8_t>((size_t)(M * stride));
     qmatmul_quantize(x, M, K, wt, act, nthreads);
-    qmatmul_preq(act, stride, M, w, wt, N, K, y, ldy, nthreads, packed);
+    qmatmul_preq(act, stride, M, w, wt, N, K, y, ldy, nthreads, w_packed);
 }
 
 }  // namespace pylm

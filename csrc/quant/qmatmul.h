@@ -18,9 +18,10 @@ namespace pylm {
 
 // The full op. nthreads <= 0: the global default. Preconditions (checked by the bindings):
 // qdot_supported(wt), K % block_size(wt) == 0, ldy >= N.
-// packed: w in the packed layout (qdot.h); the caller checks the kernels' gemm_packed.
+// w_packed: optionally W's packed copy (qdot.h), read instead of w where the active ISA has
+// packed kernels (gemm_packed); the bits are the same either way.
 void qmatmul(const float* x, int64_t M, const void* w, QType wt, int64_t N, int64_t K, float* y,
-             int64_t ldy, int nthreads, bool packed = false);
+             int64_t ldy, int nthreads, const void* w_packed = nullptr);
 
 // Quantize x [M, K] for weight type wt into act [M, act_row_bytes(act_format(wt), K)].
 // Lets a caller reuse one quantized x for several matrices (q/k/v, gate/up).
@@ -28,7 +29,8 @@ void qmatmul_quantize(const float* x, int64_t M, int64_t K, QType wt, uint8_t* a
 
 // y = act @ W^T for activations already quantized by qmatmul_quantize (act_stride in bytes).
 void qmatmul_preq(const uint8_t* act, int64_t act_stride, int64_t M, const void* w, QType wt,
-                  int64_t N, int64_t K, float* y, int64_t ldy, int nthreads, bool packed = false);
+                  int64_t N, int64_t K, float* y, int64_t ldy, int nthreads,
+                  const void* w_packed = nullptr);
 
 // One product of qmatmul_preq_many: y = act @ W^T, W [N, K] of type wt, act [M rows of
 // act_stride bytes] already quantized for wt, y [M, ldy].
@@ -40,7 +42,7 @@ struct QProduct {
     int64_t N, K;
     float* y;
     int64_t ldy;
-    bool packed = false;  // w in the packed layout (qdot.h): only where the kernels have gemm_packed
+    const void* w_packed = nullptr;  // optional packed copy of w (as qmatmul's w_packed)
 };
 
 // Several products over the same M rows (q/k/v, gate/up) in ONE parallel region: their work
