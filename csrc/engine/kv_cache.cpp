@@ -1,7 +1,9 @@
 // Paged KV cache storage in host memory; the bookkeeping is BlockTables (block_tables.h).
 #include "engine/kv_cache.h"
 
+#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <stdexcept>
 
 namespace pylm {
@@ -12,11 +14,13 @@ PagedKVCache::PagedKVCache(int n_layer, int64_t kv_dim, int block_size, int64_t 
     if (n_layer <= 0 || kv_dim <= 0)
         throw std::invalid_argument("PagedKVCache: bad geometry (layers=" + std::to_string(n_layer) +
                                     ", kv_dim=" + std::to_string(kv_dim) + ")");
-    const size_t n = static_cast<size_t>(n_blocks * block_stride());
-    for (int il = 0; il < n_layer; ++il) {
-        k_.emplace_back(new float[n]);
-        v_.emplace_back(new float[n]);
-    }
+    const size_t bytes = (static_cast<size_t>(n_blocks * block_stride()) * sizeof(float) + 63) / 64 * 64;
+    for (int il = 0; il < n_layer; ++il)
+        for (auto* pool : {&k_, &v_}) {
+            float* p = static_cast<float*>(std::aligned_alloc(64, bytes));
+            if (!p) throw std::bad_alloc();
+            pool->emplace_back(p);
+        }
 }
 
 void PagedKVCache::copy_block(int32_t dst, int32_t src) {

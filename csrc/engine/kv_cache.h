@@ -8,6 +8,7 @@
 // pool that runs out raises KVPoolExhausted and leaves every sequence exactly as it was.
 #pragma once
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -58,7 +59,13 @@ private:
     int64_t kv_dim_;
     // [n_layer][n_blocks * block_size * kv_dim], left uninitialized: pages are only touched
     // (and only count as memory) once a sequence writes into them.
-    std::vector<std::unique_ptr<float[]>> k_, v_;
+    // 64-byte aligned pools: a head's K/V slice of a row (D floats at a multiple of D) then
+    // starts on a cache line, and the attention kernels' 64-byte loads do not each straddle two
+    // lines (new float[] gives 16-byte alignment: the attention fold took 1.45x the time).
+    struct AlignedFree {
+        void operator()(float* p) const { std::free(p); }
+    };
+    std::vector<std::unique_ptr<float[], AlignedFree>> k_, v_;
     BlockTables tables_;
 };
 

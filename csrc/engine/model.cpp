@@ -208,27 +208,44 @@ void Engine::attention(int il, const std::vector<int>& row_seq, const std::vecto
     const LayerWeights& L = w_.layers[il];
     const float* k_pool = kv_.k_block(il, 0);
     const float* v_pool = kv_.v_block(il, 0);
-    parallel_for(N * Hkv, 1, threads_, [&](int64_t b, int64_t e, int) {
+    // Tasks: (kv head, run of up to `cr` consecutive rows of one sequence), the rows' K/V pages
+    // read once per task (paged_attention_rows); the run length leaves >= 2 tasks per thread.
+    const int nt = threads_ > 0 ? threads_ : default_threads();
+    const int64_t per_head = (2 * nt + Hkv - 1) / Hkv;
+    int64_t cr = (N + per_head - 1) / per_head;
+    if (cr > kAttnRowsPerTask) cr = kAttnRowsPerTask;
+    if (cr < 1) cr = 1;
+    std::vector<std::pair<int64_t, int64_t>> runs;
+    for (int64_t r = 0; r < N;) {
+        int64_t e = r + 1;
+        while (e < N && e - r < cr && row_seq[e] == row_seq[r]) ++e;
+        runs.emplace_back(r, e);
+        r = e;
+    }
+    const int64_t n_runs = static_cast<int64_t>(runs.size());
+    parallel_for(n_runs * Hkv, 1, threads_, [&](int64_t b, int64_t e, int) {
+        PagedAttnGroup rows[kAttnRowsPerTask];
         for (int64_t t = b; t < e; ++t) {
-            const int64_t r = t / Hkv;
-            const int kvh = static_cast<int>(t % Hkv);
-            const int64_t pos = row_pos[r];
-            PagedAttnGroup a;
-            a.q = q + r * Hq * D + static_cast<int64_t>(kvh) * g * D;
-            a.out = out + r * Hq * D + static_cast<int64_t>(kvh) * g * D;
-            a.k_pool = k_pool;
-            a.v_pool = v_pool;
-            a.table = kv_.block_table(row_seq[r]).data();
-            a.kv_dim = kv_.kv_dim();
-            a.kv_offset = static_cast<int64_t>(kvh) * D;
-            a.pos = pos;
-            a.window = L.sliding ? cfg_.window : 0;
-            a.block_size = kv_.block_size();
-            a.g = g;
-            a.D = D;
-            a.scale = cfg_.attn_scale;
-            a.softcap = cfg_.attn_softcap;
-            paged_attention_group(a);
+            const int kvh = static_cast<int>(t / n_runs);
+            const auto [r0, r1] = runs[t % n_runs];
+            for (int64_t r = r0; r < r1; ++r) {
+                PagedAttnGroup& a = rows[r - r0];
+                a.q = q + r * Hq * D + static_cast<int64_t>(kvh) * g * D;
+                a.out = out + r * Hq * D + static_cast<int64_t>(kvh) * g * D;
+                a.k_pool = k_pool;
+                a.v_pool = v_pool;
+                a.table = kv_.block_table(row_seq[r]).data();
+                a.kv_dim = kv_.kv_dim();
+                a.kv_offset = static_cast<int64_t>(kvh) * D;
+                a.pos = row_pos[r];
+                a.window = L.sliding ? cfg_.window : 0;
+                a.block_size = kv_.block_size();
+                a.g = g;
+                a.D = D;
+                a.scale = cfg_.attn_scale;
+                a.softcap = cfg_.attn_softcap;
+            }
+            paged_attention_rows(rows, static_cast<int>(r1 - r0));
         }
     });
 }

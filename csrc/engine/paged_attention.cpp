@@ -1,10 +1,18 @@
 #include "engine/paged_attention.h"
 
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
 #include "kernels/attention.h"
 
 namespace pylm {
 
-void paged_attention_group(const PagedAttnGroup& a) {
+namespace {
+
+AttnRows group_rows(const PagedAttnGroup& a) {
     AttnRows q;
     q.q = a.q;
     q.ldq = a.D;
@@ -16,20 +24,50 @@ void paged_attention_group(const PagedAttnGroup& a) {
     q.softcap = a.softcap;
     q.window = a.window;
     q.causal = true;
-    float m[kPagedAttnMaxG], l[kPagedAttnMaxG];
-    alignas(64) float acc[kPagedAttnMaxG * kPagedAttnMaxD];
-    AttnState st{m, l, acc};
-    attn_state_init(q, st);
-    const int64_t begin = a.window > 0 && a.pos + 1 > a.window ? a.pos + 1 - a.window : 0;
-    const int64_t stride = static_cast<int64_t>(a.block_size) * a.kv_dim;
-    for (int64_t j0 = begin; j0 <= a.pos;) {  // one contiguous run of keys per page
-        const int64_t blk = j0 / a.block_size;
-        const int64_t j1 = (blk + 1) * a.block_size < a.pos + 1 ? (blk + 1) * a.block_size : a.pos + 1;
-        const int64_t off = a.table[blk] * stride + (j0 % a.block_size) * a.kv_dim + a.kv_offset;
-        attn_fold_keys(q, a.k_pool + off, a.kv_dim, a.v_pool + off, a.kv_dim, j0, j1 - j0, st);
-        j0 = j1;
+    return q;
+}
+
+int64_t first_key(const PagedAttnGroup& a) {
+    return a.window > 0 && a.pos + 1 > a.window ? a.pos + 1 - a.window : 0;
+}
+
+}  // namespace
+
+void paged_attention_rows(const PagedAttnGroup* a, int n) {
+    if (n <= 0) return;
+    if (n > kAttnRowsPerTask)
+        throw std::invalid_argument("paged_attention_rows: " + std::to_string(n) + " rows, at most " +
+                                    std::to_string(kAttnRowsPerTask));
+    const int g = a[0].g;
+    const int64_t gd = (static_cast<int64_t>(g) * a[0].D + 15) / 16 * 16;  // 64-byte aligned rows
+    thread_local std::vector<float> store;
+    store.resize(static_cast<size_t>(n * (gd + 2 * g) + 16));
+    float* acc = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(store.data()) + 63) & ~uintptr_t(63));
+    float* m = acc + n * gd;
+    float* l = m + n * g;
+    AttnRows q[kAttnRowsPerTask];
+    AttnState st[kAttnRowsPerTask];
+    int64_t lo = first_key(a[0]), hi = a[0].pos;
+    for (int i = 0; i < n; ++i) {
+        q[i] = group_rows(a[i]);
+        st[i] = {m + i * g, l + i * g, acc + i * gd};
+        attn_state_init(q[i], st[i]);
+        if (first_key(a[i]) < lo) lo = first_key(a[i]);
+        if (a[i].pos > hi) hi = a[i].pos;
     }
-    attn_state_finish(q, st, a.out, a.D);
+    // Row i's keys [first_key, pos] in runs that end at page ends: the runs of a one-row walk.
+    const int64_t bs = a[0].block_size, stride = bs * a[0].kv_dim;
+    for (int64_t blk = lo / bs; blk * bs <= hi; ++blk)
+        for (int i = 0; i < n; ++i) {
+            const int64_t b = first_key(a[i]);
+            const int64_t j0 = blk * bs > b ? blk * bs : b;
+            const int64_t j1 = (blk + 1) * bs < a[i].pos + 1 ? (blk + 1) * bs : a[i].pos + 1;
+            if (j0 >= j1) continue;
+            const int64_t off = a[0].table[blk] * stride + (j0 % bs) * a[0].kv_dim + a[0].kv_offset;
+            attn_fold_keys(q[i], a[0].k_pool + off, a[0].kv_dim, a[0].v_pool + off, a[0].kv_dim, j0,
+                           j1 - j0, st[i]);
+        }
+    for (int i = 0; i < n; ++i) attn_state_finish(q[i], st[i], a[i].out, a[i].D);
 }
 
 }  // namespace pylm

@@ -1,8 +1,9 @@
-// Attention of one token's query heads over a sequence's paged K/V (decode and prefill alike).
+// Attention of tokens' query heads over a sequence's paged K/V (decode and prefill alike).
 //
-// One call handles one (token, kv head) pair and the g = Hq / Hkv query heads that share it, so
-// each K/V row is read once for the whole group. The page walk is here; the math is the fused
-// attention kernel's online-softmax fold (kernels/attention.h), one contiguous run per page.
+// A (token, kv head) pair: the g = Hq / Hkv query heads that share the kv head, so each K/V row
+// is read once for the whole group; a call takes up to kAttnRowsPerTask such pairs of one
+// sequence and kv head. The page walk is here; the math is the fused attention kernel's
+// online-softmax fold (kernels/attention.h), one contiguous run per page.
 #pragma once
 #include <cstdint>
 
@@ -26,7 +27,13 @@ struct PagedAttnGroup {
 
 constexpr int kPagedAttnMaxG = 16;
 constexpr int kPagedAttnMaxD = 512;
+constexpr int kAttnRowsPerTask = 16;  // rows per paged_attention_rows call (the engine's tasks)
 
-void paged_attention_group(const PagedAttnGroup& a);
+// Rows of one sequence and kv head, each one token's g query heads (a[i]: same table, kv head
+// and geometry; n <= kAttnRowsPerTask). The walk goes page by page over all the rows, so a
+// page's K/V run is read from memory once for them (a verification's or a prefill's rows);
+// each row's keys are folded in the same runs, in the same order, as when it is alone (n = 1),
+// so a row's result does not depend on which rows share its call.
+void paged_attention_rows(const PagedAttnGroup* a, int n);
 
 }  // namespace pylm

@@ -38,8 +38,42 @@ static inline __m512 reduce16(const __m512* a) {
     return _mm512_permutexvar_ps(order, z);
 }
 
+// qk_block for D = 16 * NQ: the query's NQ vectors stay in registers and key c's D floats are
+// read at fixed offsets from one pointer stepped by ldk (16 key pointers spilled to the stack),
+// the same FMAs in the same order per accumulator.
+template <int NQ>
+static inline __m512 qk_block_q(const float* q, const float* k, int64_t ldk, int nk) {
+    __m512 qv[NQ], acc[16];
+#pragma GCC unroll 8
+    for (int i = 0; i < NQ; ++i) qv[i] = _mm512_loadu_ps(q + 16 * i);
+#pragma GCC unroll 16
+    for (int c = 0; c < 16; ++c) acc[c] = _mm512_setzero_ps();
+    if (nk == 16) {
+#pragma GCC unroll 16
+        for (int c = 0; c < 16; ++c) {
+#pragma GCC unroll 8
+            for (int i = 0; i < NQ; ++i)
+                acc[c] = _mm512_fmadd_ps(qv[i], _mm512_loadu_ps(k + 16 * i), acc[c]);
+            k += ldk;
+        }
+    } else {
+        for (int c = 0; c < nk; ++c) {
+#pragma GCC unroll 8
+            for (int i = 0; i < NQ; ++i)
+                acc[c] = _mm512_fmadd_ps(qv[i], _mm512_loadu_ps(k + 16 * i), acc[c]);
+            k += ldk;
+        }
+    }
+    return reduce16(acc);
+}
+
 // Scores q . k_c for the nk (<= 16) keys at k, k + ldk, ...; lanes past nk are 0.
 static inline __m512 qk_block(const float* q, const float* k, int64_t ldk, int D, int nk) {
+    switch (D) {
+    case 64: return qk_block_q<4>(q, k, ldk, nk);
+    case 128: return qk_block_q<8>(q, k, ldk, nk);
+    default: break;
+    }
     __m512 acc[16];
     for (int c = 0; c < 16; ++c) acc[c] = _mm512_setzero_ps();
     if (nk == 16) {
@@ -121,6 +155,53 @@ static void pv_row(const float* p, int64_t ca, int64_t cb, const float* v, int64
 
 }  // namespace
 
+// Rows that share one position (pos_step 0: the heads of a kv group) see the same keys of a
+// tile: NR of them go through each phase together (scores, softmax, PV), so their dependency
+// chains overlap instead of running one after the other; per row, the same operations in the
+// same order as the one-row loop below.
+template <int NR>
+static void fold_rows_shared(const AttnRows& q, int r0, const float* kt, int64_t ldk,
+                             const float* vt, int64_t ldv, int64_t ca, int64_t cb, int64_t tn,
+                             AttnState& st) {
+    const int D = q.D;
+    const __m512 scale = _mm512_set1_ps(q.scale), neg_inf = _mm512_set1_ps(-__builtin_inff());
+    const bool capped = q.softcap > 0.0f;
+    const __m512 cap = _mm512_set1_ps(q.softcap), inv_cap = _mm512_set1_ps(1.0f / q.softcap);
+    alignas(64) float s[NR][64];
+    __m512 mx[NR];
+    for (int i = 0; i < NR; ++i) mx[i] = neg_inf;
+    for (int64_t b = ca & ~int64_t(15); b < cb; b += 16) {
+        const int nk = tn - b < 16 ? (int)(tn - b) : 16;
+        const __mmask16 valid = (__mmask16)(tail_mask(cb - b) & ~tail_mask(ca - b));
+        for (int i = 0; i < NR; ++i) {
+            __m512 sv = _mm512_mul_ps(qk_block(q.q + (r0 + i) * q.ldq, kt + b * ldk, ldk, D, nk), scale);
+            if (capped) sv = _mm512_mul_ps(cap, tanh_ps(_mm512_mul_ps(sv, inv_cap)));
+            sv = _mm512_mask_mov_ps(neg_inf, valid, sv);
+            _mm512_store_ps(s[i] + b, sv);
+            mx[i] = _mm512_max_ps(mx[i], sv);
+        }
+    }
+    float corr[NR];
+    for (int i = 0; i < NR; ++i) {
+        const int r = r0 + i;
+        const float m_old = st.m[r];
+        const float m_tile = hmax(mx[i]);
+        const float m_new = m_tile > m_old ? m_tile : m_old;
+        const __m512 mv = _mm512_set1_ps(m_new);
+        __m512 sum = _mm512_setzero_ps();
+        for (int64_t b = ca & ~int64_t(15); b < cb; b += 16) {
+            const __m512 e = exp_ps(_mm512_sub_ps(_mm512_load_ps(s[i] + b), mv));
+            _mm512_store_ps(s[i] + b, e);
+            sum = _mm512_add_ps(sum, e);
+        }
+        corr[i] = _mm512_cvtss_f32(exp_ps(_mm512_set1_ps(m_old - m_new)));
+        st.l[r] = st.l[r] * corr[i] + hsum(sum);
+        st.m[r] = m_new;
+    }
+    for (int i = 0; i < NR; ++i)
+        pv_row(s[i], ca, cb, vt, ldv, st.acc + static_cast<int64_t>(r0 + i) * D, D, corr[i]);
+}
+
 // One row at a time (rows [ra, rb)): for decode-sized blocks, where a lane per row would idle.
 void attn_fold_rows(const AttnRows& q, int ra, int rb, const float* k, int64_t ldk, const float* v,
                     int64_t ldv, int64_t j0, int64_t n, AttnState& st) {
@@ -135,7 +216,23 @@ void attn_fold_rows(const AttnRows& q, int ra, int rb, const float* k, int64_t l
         const int64_t jt = j0 + t0;  // absolute index of the tile's first key
         const float* kt = k + t0 * ldk;
         const float* vt = v + t0 * ldv;
-        for (int r = ra; r < rb; ++r) {
+        int r = ra;
+        if (q.pos_step == 0) {  // one position: the same keys [ca, cb) for every row
+            const int64_t p = q.pos0;
+            int64_t ca = 0, cb = tn;
+            if (q.causal && p - jt + 1 < cb) cb = p - jt + 1;
+            if (q.window > 0 && p - q.window + 1 - jt > ca) ca = p - q.window + 1 - jt;
+            if (ca >= cb) continue;
+            for (; rb - r >= 4; r += 4) fold_rows_shared<4>(q, r, kt, ldk, vt, ldv, ca, cb, tn, st);
+            switch (rb - r) {
+            case 3: fold_rows_shared<3>(q, r, kt, ldk, vt, ldv, ca, cb, tn, st); break;
+            case 2: fold_rows_shared<2>(q, r, kt, ldk, vt, ldv, ca, cb, tn, st); break;
+            case 1: fold_rows_shared<1>(q, r, kt, ldk, vt, ldv, ca, cb, tn, st); break;
+            default: break;
+            }
+            continue;
+        }
+        for (; r < rb; ++r) {
             // This row's keys inside the tile: [ca, cb).
             const int64_t p = q.pos0 + r * q.pos_step;
             int64_t ca = 0, cb = tn;
