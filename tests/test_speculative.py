@@ -318,6 +318,35 @@ def test_real_draft_head_screen(smollm2_path):
     np.testing.assert_array_equal(sd.feed(ids), sr.feed(ids))
 
 
+def test_real_f16_target_with_its_q4_1_draft(smollm2_path, tmp_path):
+    # The pair: SmolLM2 requantized to F16 by pylm quantize (target) and the original
+    # Q4_1 file (draft). The two disagree now and then, so rounds are rejected and both caches
+    # rolled back; greedy output must still be the target's own, token for token.
+    import pylm
+    from pylm.commands.quantize import quantize_model
+
+    f16 = tmp_path / "smollm2-f16.gguf"
+    quantize_model(smollm2_path, f16, "F16", progress=False)
+    target = pylm.load(f16, threads=2, n_ctx=256)
+    draft = pylm.load(smollm2_path, threads=2, n_ctx=256)
+    screened = pylm.load(smollm2_path, threads=2, n_ctx=256)
+    screened.head_screen = 16
+    prompts = REAL_PROMPTS + ["Photosynthesis is the process by which",
+                              "List three prime numbers:"]
+    rejected = accepted = 0
+    for p in prompts:
+        want = target.generate(p, max_tokens=32, ignore_eos=True, return_stats=True)
+        for d, n, adaptive in ((draft, 4, False), (screened, 3, False), (draft, 4, True)):
+            got = target.generate(p, max_tokens=32, ignore_eos=True, return_stats=True, draft=d,
+                                  n_draft=n, adaptive_draft=adaptive)
+            assert got.token_ids == want.token_ids, (p, n, adaptive)
+            assert got.stats.target_calls < 32
+            rejected += got.stats.rejected
+            accepted += got.stats.accepted
+    assert rejected > 0  # the rollback path ran
+    assert accepted / (accepted + rejected) > 0.7  # 0.97 in the bench: same model, 4-bit draft
+
+
 def test_real_sampling_seeded_and_streaming(smol):
     kw = dict(max_tokens=8, temperature=0.8, top_k=40, top_p=0.95, seed=3)
     a = smol.generate(REAL_PROMPTS[0], **kw)
