@@ -158,7 +158,7 @@ static void pv_row(const float* p, int64_t ca, int64_t cb, const float* v, int64
 // Rows that share one position (pos_step 0: the heads of a kv group) see the same keys of a
 // tile: NR of them go through each phase together (scores, softmax, PV), so their dependency
 // chains overlap instead of running one after the other; per row, the same operations in the
-// same order as the one-row loop below.
+// same order as one row alone (NR = 1).
 template <int NR>
 static void fold_rows_shared(const AttnRows& q, int r0, const float* kt, int64_t ldk,
                              const float* vt, int64_t ldv, int64_t ca, int64_t cb, int64_t tn,
@@ -202,68 +202,38 @@ static void fold_rows_shared(const AttnRows& q, int r0, const float* kt, int64_t
         pv_row(s[i], ca, cb, vt, ldv, st.acc + static_cast<int64_t>(r0 + i) * D, D, corr[i]);
 }
 
-// One row at a time (rows [ra, rb)): for decode-sized blocks, where a lane per row would idle.
+// Rows [ra, rb), each on its own (a lane per row would idle at decode sizes); rows at one
+// position (pos_step 0) share a tile's keys and go through it NR at a time.
 void attn_fold_rows(const AttnRows& q, int ra, int rb, const float* k, int64_t ldk, const float* v,
                     int64_t ldv, int64_t j0, int64_t n, AttnState& st) {
-    const int D = q.D;
-    const int64_t Bk = D <= 64 ? 64 : (D <= 128 ? 32 : 16);
-    const __m512 scale = _mm512_set1_ps(q.scale), neg_inf = _mm512_set1_ps(-__builtin_inff());
-    const bool capped = q.softcap > 0.0f;
-    const __m512 cap = _mm512_set1_ps(q.softcap), inv_cap = _mm512_set1_ps(1.0f / q.softcap);
-    alignas(64) float s[64];
+    const int64_t Bk = q.D <= 64 ? 64 : (q.D <= 128 ? 32 : 16);
     for (int64_t t0 = 0; t0 < n; t0 += Bk) {
         const int64_t tn = n - t0 < Bk ? n - t0 : Bk;
         const int64_t jt = j0 + t0;  // absolute index of the tile's first key
         const float* kt = k + t0 * ldk;
         const float* vt = v + t0 * ldv;
-        int r = ra;
-        if (q.pos_step == 0) {  // one position: the same keys [ca, cb) for every row
-            const int64_t p = q.pos0;
-            int64_t ca = 0, cb = tn;
+        auto keys = [&](int64_t p, int64_t& ca, int64_t& cb) {  // row at p: keys [ca, cb)
+            ca = 0;
+            cb = tn;
             if (q.causal && p - jt + 1 < cb) cb = p - jt + 1;
             if (q.window > 0 && p - q.window + 1 - jt > ca) ca = p - q.window + 1 - jt;
-            if (ca >= cb) continue;
-            for (; rb - r >= 4; r += 4) fold_rows_shared<4>(q, r, kt, ldk, vt, ldv, ca, cb, tn, st);
-            switch (rb - r) {
-            case 3: fold_rows_shared<3>(q, r, kt, ldk, vt, ldv, ca, cb, tn, st); break;
-            case 2: fold_rows_shared<2>(q, r, kt, ldk, vt, ldv, ca, cb, tn, st); break;
-            case 1: fold_rows_shared<1>(q, r, kt, ldk, vt, ldv, ca, cb, tn, st); break;
-            default: break;
-            }
+            return ca < cb;
+        };
+        int64_t ca, cb;
+        if (q.pos_step != 0) {
+            for (int r = ra; r < rb; ++r)
+                if (keys(q.pos0 + r * q.pos_step, ca, cb))
+                    fold_rows_shared<1>(q, r, kt, ldk, vt, ldv, ca, cb, tn, st);
             continue;
         }
-        for (; r < rb; ++r) {
-            // This row's keys inside the tile: [ca, cb).
-            const int64_t p = q.pos0 + r * q.pos_step;
-            int64_t ca = 0, cb = tn;
-            if (q.causal && p - jt + 1 < cb) cb = p - jt + 1;
-            if (q.window > 0 && p - q.window + 1 - jt > ca) ca = p - q.window + 1 - jt;
-            if (ca >= cb) continue;
-            const float* qr = q.q + r * q.ldq;
-            __m512 mx = neg_inf;
-            for (int64_t b = ca & ~int64_t(15); b < cb; b += 16) {
-                const int nk = tn - b < 16 ? (int)(tn - b) : 16;
-                __m512 sv = _mm512_mul_ps(qk_block(qr, kt + b * ldk, ldk, D, nk), scale);
-                if (capped) sv = _mm512_mul_ps(cap, tanh_ps(_mm512_mul_ps(sv, inv_cap)));
-                const __mmask16 valid = (__mmask16)(tail_mask(cb - b) & ~tail_mask(ca - b));
-                sv = _mm512_mask_mov_ps(neg_inf, valid, sv);
-                _mm512_store_ps(s + b, sv);
-                mx = _mm512_max_ps(mx, sv);
-            }
-            const float m_old = st.m[r];
-            const float m_tile = hmax(mx);
-            const float m_new = m_tile > m_old ? m_tile : m_old;
-            const __m512 mv = _mm512_set1_ps(m_new);
-            __m512 sum = _mm512_setzero_ps();
-            for (int64_t b = ca & ~int64_t(15); b < cb; b += 16) {
-                const __m512 e = exp_ps(_mm512_sub_ps(_mm512_load_ps(s + b), mv));
-                _mm512_store_ps(s + b, e);
-                sum = _mm512_add_ps(sum, e);
-            }
-            const float corr = _mm512_cvtss_f32(exp_ps(_mm512_set1_ps(m_old - m_new)));
-            st.l[r] = st.l[r] * corr + hsum(sum);
-            st.m[r] = m_new;
-            pv_row(s, ca, cb, vt, ldv, st.acc + static_cast<int64_t>(r) * D, D, corr);
+        if (!keys(q.pos0, ca, cb)) continue;
+        int r = ra;
+        for (; rb - r >= 4; r += 4) fold_rows_shared<4>(q, r, kt, ldk, vt, ldv, ca, cb, tn, st);
+        switch (rb - r) {
+        case 3: fold_rows_shared<3>(q, r, kt, ldk, vt, ldv, ca, cb, tn, st); break;
+        case 2: fold_rows_shared<2>(q, r, kt, ldk, vt, ldv, ca, cb, tn, st); break;
+        case 1: fold_rows_shared<1>(q, r, kt, ldk, vt, ldv, ca, cb, tn, st); break;
+        default: break;
         }
     }
 }

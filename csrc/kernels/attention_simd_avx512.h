@@ -15,6 +15,7 @@
 
 // GCC 12 flags the self-initialized "undefined" operand inside its own AVX-512 intrinsics.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 namespace pylm {
 namespace avx512 {
