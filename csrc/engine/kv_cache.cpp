@@ -14,7 +14,8 @@ PagedKVCache::PagedKVCache(int n_layer, int64_t kv_dim, int block_size, int64_t 
     if (n_layer <= 0 || kv_dim <= 0)
         throw std::invalid_argument("PagedKVCache: bad geometry (layers=" + std::to_string(n_layer) +
                                     ", kv_dim=" + std::to_string(kv_dim) + ")");
-    const size_t bytes = (static_cast<size_t>(n_blocks * block_stride()) * sizeof(float) + 63) / 64 * 64;
+    const size_t floats = static_cast<size_t>(n_blocks * block_stride());
+    const size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
     for (int il = 0; il < n_layer; ++il)
         for (auto* pool : {&k_, &v_}) {
             float* p = static_cast<float*>(std::aligned_alloc(64, bytes));

@@ -36,13 +36,14 @@ int64_t first_key(const PagedAttnGroup& a) {
 void paged_attention_rows(const PagedAttnGroup* a, int n) {
     if (n <= 0) return;
     if (n > kAttnRowsPerTask)
-        throw std::invalid_argument("paged_attention_rows: " + std::to_string(n) + " rows, at most " +
-                                    std::to_string(kAttnRowsPerTask));
+        throw std::invalid_argument("paged_attention_rows: " + std::to_string(n) +
+                                    " rows, at most " + std::to_string(kAttnRowsPerTask));
     const int g = a[0].g;
     const int64_t gd = (static_cast<int64_t>(g) * a[0].D + 15) / 16 * 16;  // 64-byte aligned rows
     thread_local std::vector<float> store;
     store.resize(static_cast<size_t>(n * (gd + 2 * g) + 16));
-    float* acc = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(store.data()) + 63) & ~uintptr_t(63));
+    const uintptr_t base = reinterpret_cast<uintptr_t>(store.data());
+    float* acc = reinterpret_cast<float*>((base + 63) & ~uintptr_t(63));
     float* m = acc + n * gd;
     float* l = m + n * g;
     AttnRows q[kAttnRowsPerTask];

@@ -5,6 +5,7 @@
 // tile max, exp, a 16-lane sum, one rescale per tile, then acc[0:D] = acc * corr + p_c * v_c in
 // two interleaved FMA chains, 32 floats of the row per pass.
 #include "kernels/attention_simd_avx2.h"
+#include "kernels/attention_rows_walk.h"
 
 namespace pylm {
 namespace avx2 {
@@ -129,94 +130,67 @@ static void pv_row(const float* p, int64_t ca, int64_t cb, const float* v, int64
     }
 }
 
-}  // namespace
 
 // Rows that share one position (pos_step 0: the heads of a kv group) see the same keys of a
 // tile: NR of them go through each phase together (scores, softmax, PV), so their dependency
 // chains overlap; per row, the same operations in the same order as one row alone (NR = 1).
-template <int NR>
-static void fold_rows_shared(const AttnRows& q, int r0, const float* kt, int64_t ldk,
-                             const float* vt, int64_t ldv, int64_t ca, int64_t cb, int64_t tn,
-                             AttnState& st) {
-    const int D = q.D;
-    const __m256 scale = _mm256_set1_ps(q.scale), neg_inf = _mm256_set1_ps(-__builtin_inff());
-    const bool capped = q.softcap > 0.0f;
-    const __m256 cap = _mm256_set1_ps(q.softcap), inv_cap = _mm256_set1_ps(1.0f / q.softcap);
-    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    alignas(32) float s[NR][64];
-    __m256 mx[NR];
-    for (int i = 0; i < NR; ++i) mx[i] = neg_inf;
-    for (int64_t b = ca & ~int64_t(7); b < cb; b += 8) {
-        const int nk = tn - b < 8 ? (int)(tn - b) : 8;
-        // valid lanes: ca - b <= lane < cb - b
-        const __m256i lo = _mm256_set1_epi32((int)(ca - b > 0 ? ca - b : 0) - 1);
-        const __m256i hi = _mm256_set1_epi32((int)(cb - b < 8 ? cb - b : 8));
-        const __m256 valid = _mm256_castsi256_ps(
-            _mm256_and_si256(_mm256_cmpgt_epi32(iota, lo), _mm256_cmpgt_epi32(hi, iota)));
-        for (int i = 0; i < NR; ++i) {
-            __m256 sv = _mm256_mul_ps(qk_block(q.q + (r0 + i) * q.ldq, kt + b * ldk, ldk, D, nk), scale);
-            if (capped) sv = _mm256_mul_ps(cap, tanh_ps(_mm256_mul_ps(sv, inv_cap)));
-            sv = _mm256_blendv_ps(neg_inf, sv, valid);
-            _mm256_store_ps(s[i] + b, sv);
-            mx[i] = _mm256_max_ps(mx[i], sv);
-        }
-    }
-    float corr[NR];
-    for (int i = 0; i < NR; ++i) {
-        const int r = r0 + i;
-        const float m_old = st.m[r];
-        const float m_tile = hmax(mx[i]);
-        const float m_new = m_tile > m_old ? m_tile : m_old;
-        const __m256 mv = _mm256_set1_ps(m_new);
-        // 16-lane sum, lane = key % 16 (lo: key % 16 < 8): the AVX-512 sum vector.
-        __m256 sum[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+struct FoldRows {
+    template <int NR>
+    static void run(const AttnRows& q, int r0, const float* kt, int64_t ldk, const float* vt,
+                    int64_t ldv, int64_t ca, int64_t cb, int64_t tn, AttnState& st) {
+        const int D = q.D;
+        const __m256 scale = _mm256_set1_ps(q.scale), neg_inf = _mm256_set1_ps(-__builtin_inff());
+        const bool capped = q.softcap > 0.0f;
+        const __m256 cap = _mm256_set1_ps(q.softcap), inv_cap = _mm256_set1_ps(1.0f / q.softcap);
+        const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        alignas(32) float s[NR][64];
+        __m256 mx[NR];
+        for (int i = 0; i < NR; ++i) mx[i] = neg_inf;
         for (int64_t b = ca & ~int64_t(7); b < cb; b += 8) {
-            const __m256 e = exp_ps(_mm256_sub_ps(_mm256_load_ps(s[i] + b), mv));
-            _mm256_store_ps(s[i] + b, e);
-            sum[(b >> 3) & 1] = _mm256_add_ps(sum[(b >> 3) & 1], e);
+            const int nk = tn - b < 8 ? (int)(tn - b) : 8;
+            // valid lanes: ca - b <= lane < cb - b
+            const __m256i lo = _mm256_set1_epi32((int)(ca - b > 0 ? ca - b : 0) - 1);
+            const __m256i hi = _mm256_set1_epi32((int)(cb - b < 8 ? cb - b : 8));
+            const __m256 valid = _mm256_castsi256_ps(
+                _mm256_and_si256(_mm256_cmpgt_epi32(iota, lo), _mm256_cmpgt_epi32(hi, iota)));
+            for (int i = 0; i < NR; ++i) {
+                __m256 sv = _mm256_mul_ps(
+                    qk_block(q.q + (r0 + i) * q.ldq, kt + b * ldk, ldk, D, nk), scale);
+                if (capped) sv = _mm256_mul_ps(cap, tanh_ps(_mm256_mul_ps(sv, inv_cap)));
+                sv = _mm256_blendv_ps(neg_inf, sv, valid);
+                _mm256_store_ps(s[i] + b, sv);
+                mx[i] = _mm256_max_ps(mx[i], sv);
+            }
         }
-        corr[i] = _mm256_cvtss_f32(exp_ps(_mm256_set1_ps(m_old - m_new)));
-        st.l[r] = st.l[r] * corr[i] + hsum16(sum[0], sum[1]);
-        st.m[r] = m_new;
+        float corr[NR];
+        for (int i = 0; i < NR; ++i) {
+            const int r = r0 + i;
+            const float m_old = st.m[r];
+            const float m_tile = hmax(mx[i]);
+            const float m_new = m_tile > m_old ? m_tile : m_old;
+            const __m256 mv = _mm256_set1_ps(m_new);
+            // 16-lane sum, lane = key % 16 (lo: key % 16 < 8): the AVX-512 sum vector.
+            __m256 sum[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+            for (int64_t b = ca & ~int64_t(7); b < cb; b += 8) {
+                const __m256 e = exp_ps(_mm256_sub_ps(_mm256_load_ps(s[i] + b), mv));
+                _mm256_store_ps(s[i] + b, e);
+                sum[(b >> 3) & 1] = _mm256_add_ps(sum[(b >> 3) & 1], e);
+            }
+            corr[i] = _mm256_cvtss_f32(exp_ps(_mm256_set1_ps(m_old - m_new)));
+            st.l[r] = st.l[r] * corr[i] + hsum16(sum[0], sum[1]);
+            st.m[r] = m_new;
+        }
+        for (int i = 0; i < NR; ++i)
+            pv_row(s[i], ca, cb, vt, ldv, st.acc + static_cast<int64_t>(r0 + i) * D, D, corr[i]);
     }
-    for (int i = 0; i < NR; ++i)
-        pv_row(s[i], ca, cb, vt, ldv, st.acc + static_cast<int64_t>(r0 + i) * D, D, corr[i]);
-}
+};
 
-// Rows [ra, rb), each on its own (a lane per row would idle at decode sizes); rows at one
-// position (pos_step 0) share a tile's keys and go through it NR at a time.
+}  // namespace
+
+// Rows [ra, rb), each on its own (a lane per row would idle at decode sizes).
 void attn_fold_rows(const AttnRows& q, int ra, int rb, const float* k, int64_t ldk, const float* v,
                     int64_t ldv, int64_t j0, int64_t n, AttnState& st) {
-    const int64_t Bk = q.D <= 64 ? 64 : (q.D <= 128 ? 32 : 16);
-    for (int64_t t0 = 0; t0 < n; t0 += Bk) {
-        const int64_t tn = n - t0 < Bk ? n - t0 : Bk;
-        const int64_t jt = j0 + t0;  // absolute index of the tile's first key
-        const float* kt = k + t0 * ldk;
-        const float* vt = v + t0 * ldv;
-        auto keys = [&](int64_t p, int64_t& ca, int64_t& cb) {  // row at p: keys [ca, cb)
-            ca = 0;
-            cb = tn;
-            if (q.causal && p - jt + 1 < cb) cb = p - jt + 1;
-            if (q.window > 0 && p - q.window + 1 - jt > ca) ca = p - q.window + 1 - jt;
-            return ca < cb;
-        };
-        int64_t ca, cb;
-        if (q.pos_step != 0) {
-            for (int r = ra; r < rb; ++r)
-                if (keys(q.pos0 + r * q.pos_step, ca, cb))
-                    fold_rows_shared<1>(q, r, kt, ldk, vt, ldv, ca, cb, tn, st);
-            continue;
-        }
-        if (!keys(q.pos0, ca, cb)) continue;
-        int r = ra;
-        for (; rb - r >= 4; r += 4) fold_rows_shared<4>(q, r, kt, ldk, vt, ldv, ca, cb, tn, st);
-        switch (rb - r) {
-        case 3: fold_rows_shared<3>(q, r, kt, ldk, vt, ldv, ca, cb, tn, st); break;
-        case 2: fold_rows_shared<2>(q, r, kt, ldk, vt, ldv, ca, cb, tn, st); break;
-        case 1: fold_rows_shared<1>(q, r, kt, ldk, vt, ldv, ca, cb, tn, st); break;
-        default: break;
-        }
-    }
+    walk_rows<FoldRows>(q, ra, rb, k, ldk, v, ldv, j0, n, st);
 }
 
 }  // namespace avx2
