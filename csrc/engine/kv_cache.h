@@ -59,9 +59,10 @@ private:
     int64_t kv_dim_;
     // [n_layer][n_blocks * block_size * kv_dim], left uninitialized: pages are only touched
     // (and only count as memory) once a sequence writes into them.
-    // 64-byte aligned pools: a head's K/V slice of a row (D floats at a multiple of D) then
-    // starts on a cache line, and the attention kernels' 64-byte loads do not each straddle two
-    // lines (new float[] gives 16-byte alignment: the attention fold took 1.45x the time).
+    // 64-byte aligned pools: a head's K/V slice of a row (D floats at a multiple of D, D a
+    // multiple of 16) then starts on a cache line, and the attention kernels' 64-byte loads do
+    // not each straddle two lines (new float[] gives 16-byte alignment: the AVX-512 fold took
+    // 1.6x the time).
     struct AlignedFree {
         void operator()(float* p) const { std::free(p); }
     };
