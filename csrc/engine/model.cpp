@@ -4,6 +4,7 @@
 #include "engine/model.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
@@ -206,8 +207,24 @@ void Engine::attention(int il, const std::vector<int>& row_seq, const std::vecto
     const int Hq = cfg_.n_head, Hkv = cfg_.n_head_kv, D = cfg_.head_dim, g = Hq / Hkv;
     const int64_t N = static_cast<int64_t>(row_seq.size());
     const LayerWeights& L = w_.layers[il];
-    const float* k_pool = kv_.k_block(il, 0);
-    const float* v_pool = kv_.v_block(il, 0);
+    auto group = [&](int64_t r, int kvh) {  // row r's query heads of kv head kvh
+        PagedAttnGroup a;
+        a.q = q + r * Hq * D + static_cast<int64_t>(kvh) * g * D;
+        a.out = out + r * Hq * D + static_cast<int64_t>(kvh) * g * D;
+        a.k_pool = kv_.k_block(il, 0);
+        a.v_pool = kv_.v_block(il, 0);
+        a.table = kv_.block_table(row_seq[r]).data();
+        a.kv_dim = kv_.kv_dim();
+        a.kv_offset = static_cast<int64_t>(kvh) * D;
+        a.pos = row_pos[r];
+        a.window = L.sliding ? cfg_.window : 0;
+        a.block_size = kv_.block_size();
+        a.g = g;
+        a.D = D;
+        a.scale = cfg_.attn_scale;
+        a.softcap = cfg_.attn_softcap;
+        return a;
+    };
     // Tasks: (kv head, run of up to `cr` consecutive rows of one sequence), the rows' K/V pages
     // read once per task (paged_attention_rows); the run length leaves >= 2 tasks per thread.
     const int nt = threads_ > 0 ? threads_ : default_threads();
@@ -223,28 +240,42 @@ void Engine::attention(int il, const std::vector<int>& row_seq, const std::vecto
         r = e;
     }
     const int64_t n_runs = static_cast<int64_t>(runs.size());
+    // Fewer tasks than that (decode) over more than one key chunk: a task per (row, kv head,
+    // chunk), each (row, kv head) merged by whoever folds its last chunk (the same chunk states
+    // and merge as paged_attention_rows).
+    std::vector<int64_t> first(static_cast<size_t>(N * Hkv + 1), 0);
+    for (int64_t r = 0; r < N; ++r)
+        for (int h = 0; h < Hkv; ++h)
+            first[r * Hkv + h + 1] = first[r * Hkv + h] + paged_attention_chunks(group(r, h));
+    const int64_t units = first[N * Hkv];
+    if (n_runs * Hkv < 2 * nt && units > N * Hkv) {
+        const int64_t sf = paged_attention_state_floats(group(0, 0));
+        std::vector<float> store(static_cast<size_t>(units * sf + 16));
+        const uintptr_t base = reinterpret_cast<uintptr_t>(store.data());
+        float* mem = reinterpret_cast<float*>((base + 63) & ~uintptr_t(63));
+        std::vector<AttnState> states(static_cast<size_t>(units));
+        // A (row, kv head)'s chunks left to fold: the thread that folds the last one merges.
+        std::vector<std::atomic<int64_t>> left(static_cast<size_t>(N * Hkv));
+        for (int64_t rh = 0; rh < N * Hkv; ++rh) left[rh].store(first[rh + 1] - first[rh]);
+        parallel_for(units, 1, threads_, [&](int64_t b, int64_t e, int) {
+            for (int64_t u = b; u < e; ++u) {
+                const int64_t rh =
+                    std::upper_bound(first.begin(), first.end(), u) - first.begin() - 1;
+                const PagedAttnGroup a = group(rh / Hkv, static_cast<int>(rh % Hkv));
+                states[u] = paged_attention_state(a, mem + u * sf);
+                paged_attention_fold_chunk(a, u - first[rh], states[u]);
+                if (left[rh].fetch_sub(1, std::memory_order_acq_rel) == 1)
+                    paged_attention_merge(a, states.data() + first[rh], first[rh + 1] - first[rh]);
+            }
+        });
+        return;
+    }
     parallel_for(n_runs * Hkv, 1, threads_, [&](int64_t b, int64_t e, int) {
         PagedAttnGroup rows[kAttnRowsPerTask];
         for (int64_t t = b; t < e; ++t) {
             const int kvh = static_cast<int>(t / n_runs);
             const auto [r0, r1] = runs[t % n_runs];
-            for (int64_t r = r0; r < r1; ++r) {
-                PagedAttnGroup& a = rows[r - r0];
-                a.q = q + r * Hq * D + static_cast<int64_t>(kvh) * g * D;
-                a.out = out + r * Hq * D + static_cast<int64_t>(kvh) * g * D;
-                a.k_pool = k_pool;
-                a.v_pool = v_pool;
-                a.table = kv_.block_table(row_seq[r]).data();
-                a.kv_dim = kv_.kv_dim();
-                a.kv_offset = static_cast<int64_t>(kvh) * D;
-                a.pos = row_pos[r];
-                a.window = L.sliding ? cfg_.window : 0;
-                a.block_size = kv_.block_size();
-                a.g = g;
-                a.D = D;
-                a.scale = cfg_.attn_scale;
-                a.softcap = cfg_.attn_softcap;
-            }
+            for (int64_t r = r0; r < r1; ++r) rows[r - r0] = group(r, kvh);
             paged_attention_rows(rows, static_cast<int>(r1 - r0));
         }
     });

@@ -1,5 +1,6 @@
 #include "engine/paged_attention.h"
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
@@ -7,6 +8,7 @@
 #include <vector>
 
 #include "kernels/attention.h"
+#include "kernels/vmath_ref.h"
 
 namespace pylm {
 
@@ -31,44 +33,113 @@ int64_t first_key(const PagedAttnGroup& a) {
     return a.window > 0 && a.pos + 1 > a.window ? a.pos + 1 - a.window : 0;
 }
 
+// Keys [j0, j1) of row a, all inside one chunk, folded into st in runs that end at page ends.
+void fold_span(const AttnRows& q, const PagedAttnGroup& a, int64_t j0, int64_t j1, AttnState& st) {
+    const int64_t bs = a.block_size, stride = bs * a.kv_dim;
+    while (j0 < j1) {
+        const int64_t blk = j0 / bs;
+        const int64_t e = (blk + 1) * bs < j1 ? (blk + 1) * bs : j1;
+        const int64_t off = a.table[blk] * stride + (j0 % bs) * a.kv_dim + a.kv_offset;
+        attn_fold_keys(q, a.k_pool + off, a.kv_dim, a.v_pool + off, a.kv_dim, j0, e - j0, st);
+        j0 = e;
+    }
+}
+
 }  // namespace
+
+int64_t paged_attention_chunks(const PagedAttnGroup& a) {
+    return a.pos / kAttnKeyChunk - first_key(a) / kAttnKeyChunk + 1;
+}
+
+int64_t paged_attention_state_floats(const PagedAttnGroup& a) {
+    return (static_cast<int64_t>(a.g) * a.D + 15) / 16 * 16 + 2 * a.g;
+}
+
+AttnState paged_attention_state(const PagedAttnGroup& a, float* mem) {
+    const int64_t gd = paged_attention_state_floats(a) - 2 * a.g;
+    return {mem + gd, mem + gd + a.g, mem};
+}
+
+void paged_attention_fold_chunk(const PagedAttnGroup& a, int64_t c, AttnState& st) {
+    const AttnRows q = group_rows(a);
+    attn_state_init(q, st);
+    const int64_t b = first_key(a), c0 = (b / kAttnKeyChunk + c) * kAttnKeyChunk;
+    const int64_t j0 = c0 > b ? c0 : b;
+    const int64_t j1 = c0 + kAttnKeyChunk < a.pos + 1 ? c0 + kAttnKeyChunk : a.pos + 1;
+    fold_span(q, a, j0, j1, st);
+}
+
+void paged_attention_merge(const PagedAttnGroup& a, const AttnState* chunks, int64_t n) {
+    const AttnRows q = group_rows(a);
+    if (n == 1) {
+        attn_state_finish(q, chunks[0], a.out, a.D);
+        return;
+    }
+    // m = max m_c, l = sum l_c e^(m_c - m), out = sum acc_c e^(m_c - m) / l, chunks in order.
+    for (int r = 0; r < a.g; ++r) {
+        float* o = a.out + static_cast<int64_t>(r) * a.D;
+        float m = -INFINITY;
+        for (int64_t c = 0; c < n; ++c) m = chunks[c].m[r] > m ? chunks[c].m[r] : m;
+        for (int d = 0; d < a.D; ++d) o[d] = 0.0f;
+        if (m == -INFINITY) continue;  // no visible key
+        float l = 0.0f;
+        for (int64_t c = 0; c < n; ++c) {
+            if (chunks[c].m[r] == -INFINITY) continue;
+            const float w = vref::vr_exp_ftz(chunks[c].m[r] - m);  // the folds' exp, not libm
+            l += chunks[c].l[r] * w;
+            const float* acc = chunks[c].acc + static_cast<int64_t>(r) * a.D;
+            for (int d = 0; d < a.D; ++d) o[d] += acc[d] * w;
+        }
+        const float inv = 1.0f / l;
+        for (int d = 0; d < a.D; ++d) o[d] *= inv;
+    }
+}
 
 void paged_attention_rows(const PagedAttnGroup* a, int n) {
     if (n <= 0) return;
     if (n > kAttnRowsPerTask)
         throw std::invalid_argument("paged_attention_rows: " + std::to_string(n) +
                                     " rows, at most " + std::to_string(kAttnRowsPerTask));
-    const int g = a[0].g;
-    const int64_t gd = (static_cast<int64_t>(g) * a[0].D + 15) / 16 * 16;  // 64-byte aligned rows
+    // Each row's chunk states (paged_attention_state), rows one after another.
+    const int64_t sf = paged_attention_state_floats(a[0]);
+    int64_t first[kAttnRowsPerTask + 1] = {0};
+    for (int i = 0; i < n; ++i) first[i + 1] = first[i] + paged_attention_chunks(a[i]);
     thread_local std::vector<float> store;
-    store.resize(static_cast<size_t>(n * (gd + 2 * g) + 16));
+    thread_local std::vector<AttnState> states;
+    store.resize(static_cast<size_t>(first[n] * sf + 16));
+    states.resize(static_cast<size_t>(first[n]));
     const uintptr_t base = reinterpret_cast<uintptr_t>(store.data());
-    float* acc = reinterpret_cast<float*>((base + 63) & ~uintptr_t(63));
-    float* m = acc + n * gd;
-    float* l = m + n * g;
+    float* mem = reinterpret_cast<float*>((base + 63) & ~uintptr_t(63));
     AttnRows q[kAttnRowsPerTask];
-    AttnState st[kAttnRowsPerTask];
     int64_t lo = first_key(a[0]), hi = a[0].pos;
     for (int i = 0; i < n; ++i) {
         q[i] = group_rows(a[i]);
-        st[i] = {m + i * g, l + i * g, acc + i * gd};
-        attn_state_init(q[i], st[i]);
+        for (int64_t c = first[i]; c < first[i + 1]; ++c) {
+            states[c] = paged_attention_state(a[i], mem + c * sf);
+            attn_state_init(q[i], states[c]);
+        }
         if (first_key(a[i]) < lo) lo = first_key(a[i]);
         if (a[i].pos > hi) hi = a[i].pos;
     }
-    // Row i's keys [first_key, pos] in runs that end at page ends: the runs of a one-row walk.
-    const int64_t bs = a[0].block_size, stride = bs * a[0].kv_dim;
-    for (int64_t blk = lo / bs; blk * bs <= hi; ++blk)
+    // Page by page over all the rows (a page's K/V read from memory once for them); a row's
+    // part of a page goes to the state of its chunk, so each chunk sees the runs
+    // paged_attention_fold_chunk gives it (pages split at chunk ends too).
+    const int64_t bs = a[0].block_size;
+    for (int64_t s0 = lo; s0 <= hi;) {
+        const int64_t pe = (s0 / bs + 1) * bs, ce = (s0 / kAttnKeyChunk + 1) * kAttnKeyChunk;
+        const int64_t s1 = pe < ce ? pe : ce;
         for (int i = 0; i < n; ++i) {
             const int64_t b = first_key(a[i]);
-            const int64_t j0 = blk * bs > b ? blk * bs : b;
-            const int64_t j1 = (blk + 1) * bs < a[i].pos + 1 ? (blk + 1) * bs : a[i].pos + 1;
+            const int64_t j0 = s0 > b ? s0 : b;
+            const int64_t j1 = s1 < a[i].pos + 1 ? s1 : a[i].pos + 1;
             if (j0 >= j1) continue;
-            const int64_t off = a[0].table[blk] * stride + (j0 % bs) * a[0].kv_dim + a[0].kv_offset;
-            attn_fold_keys(q[i], a[0].k_pool + off, a[0].kv_dim, a[0].v_pool + off, a[0].kv_dim, j0,
-                           j1 - j0, st[i]);
+            AttnState& st = states[first[i] + s0 / kAttnKeyChunk - b / kAttnKeyChunk];
+            fold_span(q[i], a[i], j0, j1, st);
         }
-    for (int i = 0; i < n; ++i) attn_state_finish(q[i], st[i], a[i].out, a[i].D);
+        s0 = s1;
+    }
+    for (int i = 0; i < n; ++i)
+        paged_attention_merge(a[i], states.data() + first[i], first[i + 1] - first[i]);
 }
 
 }  // namespace pylm

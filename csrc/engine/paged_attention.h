@@ -7,6 +7,8 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/attention.h"
+
 namespace pylm {
 
 struct PagedAttnGroup {
@@ -29,11 +31,27 @@ constexpr int kPagedAttnMaxG = 16;
 constexpr int kPagedAttnMaxD = 512;
 constexpr int kAttnRowsPerTask = 16;  // rows per paged_attention_rows call (the engine's tasks)
 
+// A row's keys are folded in chunks of the absolute key index (j / kAttnKeyChunk), each into its
+// own online-softmax state, and the chunk states are merged at the end (flash-decoding): a
+// decode step's few rows spread over threads by chunk, and every path (one chunk per task, or
+// a task's rows page by page) gives a row the same chunk states, so the same bits. A row with
+// one chunk (<= kAttnKeyChunk keys in one aligned chunk) is the plain fold.
+constexpr int64_t kAttnKeyChunk = 256;
+
+// Chunks of row a (its keys [first, pos], window included); the floats of one chunk state; a
+// state laid over mem (64-byte aligned mem: 64-byte aligned accumulators).
+int64_t paged_attention_chunks(const PagedAttnGroup& a);
+int64_t paged_attention_state_floats(const PagedAttnGroup& a);
+AttnState paged_attention_state(const PagedAttnGroup& a, float* mem);
+// Chunk c (0 .. paged_attention_chunks(a) - 1) of row a folded into st (initialized here).
+void paged_attention_fold_chunk(const PagedAttnGroup& a, int64_t c, AttnState& st);
+// Row a's output from its n chunk states, in chunk order.
+void paged_attention_merge(const PagedAttnGroup& a, const AttnState* chunks, int64_t n);
+
 // Rows of one sequence and kv head, each one token's g query heads (a[i]: same table, kv head
-// and geometry; n <= kAttnRowsPerTask). The walk goes page by page over all the rows, so a
-// page's K/V run is read from memory once for them (a verification's or a prefill's rows);
-// each row's keys are folded in the same runs, in the same order, as when it is alone (n = 1),
-// so a row's result does not depend on which rows share its call.
+// and geometry; n <= kAttnRowsPerTask): every chunk of every row, walked page by page over all
+// the rows, so a page's K/V run is read from memory once for them (a verification's or a
+// prefill's rows), then each row merged.
 void paged_attention_rows(const PagedAttnGroup* a, int n);
 
 }  // namespace pylm
