@@ -1,6 +1,5 @@
 #include "engine/paged_attention.h"
 
-#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
@@ -8,7 +7,6 @@
 #include <vector>
 
 #include "kernels/attention.h"
-#include "kernels/vmath_ref.h"
 
 namespace pylm {
 
@@ -70,29 +68,10 @@ void paged_attention_fold_chunk(const PagedAttnGroup& a, int64_t c, AttnState& s
 }
 
 void paged_attention_merge(const PagedAttnGroup& a, const AttnState* chunks, int64_t n) {
-    const AttnRows q = group_rows(a);
-    if (n == 1) {
-        attn_state_finish(q, chunks[0], a.out, a.D);
-        return;
-    }
-    // m = max m_c, l = sum l_c e^(m_c - m), out = sum acc_c e^(m_c - m) / l, chunks in order.
-    for (int r = 0; r < a.g; ++r) {
-        float* o = a.out + static_cast<int64_t>(r) * a.D;
-        float m = -INFINITY;
-        for (int64_t c = 0; c < n; ++c) m = chunks[c].m[r] > m ? chunks[c].m[r] : m;
-        for (int d = 0; d < a.D; ++d) o[d] = 0.0f;
-        if (m == -INFINITY) continue;  // no visible key
-        float l = 0.0f;
-        for (int64_t c = 0; c < n; ++c) {
-            if (chunks[c].m[r] == -INFINITY) continue;
-            const float w = vref::vr_exp_ftz(chunks[c].m[r] - m);  // the folds' exp, not libm
-            l += chunks[c].l[r] * w;
-            const float* acc = chunks[c].acc + static_cast<int64_t>(r) * a.D;
-            for (int d = 0; d < a.D; ++d) o[d] += acc[d] * w;
-        }
-        const float inv = 1.0f / l;
-        for (int d = 0; d < a.D; ++d) o[d] *= inv;
-    }
+    if (n == 1)  // one chunk: the plain fold's finish
+        attn_state_finish(group_rows(a), chunks[0], a.out, a.D);
+    else
+        attn_states_merge(a.g, a.D, chunks, n, a.out, a.D);
 }
 
 void paged_attention_rows(const PagedAttnGroup* a, int n) {

@@ -90,6 +90,27 @@ void attn_state_finish(const AttnRows& q, const AttnState& st, float* out, int64
     }
 }
 
+void attn_states_merge(int rows, int D, const AttnState* states, int64_t n, float* out,
+                       int64_t ldo) {
+    for (int r = 0; r < rows; ++r) {
+        float* o = out + r * ldo;
+        float m = -INFINITY;
+        for (int64_t c = 0; c < n; ++c) m = states[c].m[r] > m ? states[c].m[r] : m;
+        for (int d = 0; d < D; ++d) o[d] = 0.0f;
+        if (m == -INFINITY) continue;  // no visible key
+        float l = 0.0f;
+        for (int64_t c = 0; c < n; ++c) {
+            if (states[c].m[r] == -INFINITY) continue;
+            const float w = vref::vr_exp_ftz(states[c].m[r] - m);  // the folds' exp, not libm
+            l += states[c].l[r] * w;
+            const float* acc = states[c].acc + static_cast<int64_t>(r) * D;
+            for (int d = 0; d < D; ++d) o[d] += acc[d] * w;
+        }
+        const float inv = 1.0f / l;
+        for (int d = 0; d < D; ++d) o[d] *= inv;
+    }
+}
+
 namespace {
 
 void attention_prefill(const AttnArgs& a, FoldFn fold, int nthreads) {
@@ -156,29 +177,11 @@ void attention_decode(const AttnArgs& a, FoldFn fold, int nthreads) {
                      a.v_st, j0, n, st);
         }
     });
-    // Merge the chunks: m = max m_i, l = sum l_i e^(m_i - m), acc = sum acc_i e^(m_i - m).
+    std::vector<AttnState> chunks(static_cast<size_t>(n_chunks));
     for (int g = 0; g < a.Hkv; ++g) {
-        for (int r = 0; r < G; ++r) {
-            float* o = a.out + static_cast<int64_t>(g * G + r) * a.o_sh;
-            float m = -INFINITY;
-            for (int64_t c = 0; c < n_chunks; ++c) {
-                const float mc = state_of(g * n_chunks + c).m[r];
-                m = mc > m ? mc : m;
-            }
-            for (int d = 0; d < D; ++d) o[d] = 0.0f;
-            if (m == -INFINITY) continue;  // no visible key
-            float l = 0.0f;
-            for (int64_t c = 0; c < n_chunks; ++c) {
-                const AttnState st = state_of(g * n_chunks + c);
-                if (st.m[r] == -INFINITY) continue;
-                const float w = vref::vr_exp_ftz(st.m[r] - m);  // the folds' exp, not libm
-                l += st.l[r] * w;
-                const float* acc = st.acc + static_cast<int64_t>(r) * D;
-                for (int d = 0; d < D; ++d) o[d] += acc[d] * w;
-            }
-            const float inv = 1.0f / l;
-            for (int d = 0; d < D; ++d) o[d] *= inv;
-        }
+        for (int64_t c = 0; c < n_chunks; ++c) chunks[c] = state_of(g * n_chunks + c);
+        float* out = a.out + static_cast<int64_t>(g) * G * a.o_sh;
+        attn_states_merge(G, D, chunks.data(), n_chunks, out, a.o_sh);
     }
 }
 

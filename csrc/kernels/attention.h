@@ -67,6 +67,11 @@ struct AttnState {
 void attn_state_init(const AttnRows& q, AttnState& st);
 // out row r (at out + r * ldo) = acc / l, or zeros when the row saw no key.
 void attn_state_finish(const AttnRows& q, const AttnState& st, float* out, int64_t ldo);
+// The same rows' states over disjoint key ranges, merged in order into out (row r at
+// out + r * ldo): m = max m_c, l = sum l_c e^(m_c - m), out = sum acc_c e^(m_c - m) / l, zeros
+// for a row that saw no key (flash-decoding's merge; the scalar exp of the folds).
+void attn_states_merge(int rows, int D, const AttnState* states, int64_t n, float* out,
+                       int64_t ldo);
 
 // Dispatched on the active ISA (the per-ISA variants are declared below).
 void attn_fold_keys(const AttnRows& q, const float* k, int64_t ldk, const float* v, int64_t ldv,
