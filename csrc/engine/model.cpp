@@ -243,12 +243,15 @@ void Engine::attention(int il, const std::vector<int>& row_seq, const std::vecto
     // Fewer tasks than that (decode) over more than one key chunk: a task per (row, kv head,
     // chunk), each (row, kv head) merged by whoever folds its last chunk (the same chunk states
     // and merge as paged_attention_rows).
-    std::vector<int64_t> first(static_cast<size_t>(N * Hkv + 1), 0);
-    for (int64_t r = 0; r < N; ++r)
-        for (int h = 0; h < Hkv; ++h)
-            first[r * Hkv + h + 1] = first[r * Hkv + h] + paged_attention_chunks(group(r, h));
-    const int64_t units = first[N * Hkv];
-    if (n_runs * Hkv < 2 * nt && units > N * Hkv) {
+    std::vector<int64_t> first;  // (row, kv head) rh's chunks: [first[rh], first[rh + 1])
+    if (n_runs * Hkv < 2 * nt) {
+        first.assign(static_cast<size_t>(N * Hkv + 1), 0);
+        for (int64_t rh = 0; rh < N * Hkv; ++rh)
+            first[rh + 1] =
+                first[rh] + paged_attention_chunks(group(rh / Hkv, static_cast<int>(rh % Hkv)));
+    }
+    const int64_t units = first.empty() ? 0 : first[N * Hkv];
+    if (units > N * Hkv) {
         const int64_t sf = paged_attention_state_floats(group(0, 0));
         std::vector<float> store(static_cast<size_t>(units * sf + 16));
         const uintptr_t base = reinterpret_cast<uintptr_t>(store.data());
